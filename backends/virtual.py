@@ -1,0 +1,208 @@
+"""``VirtualBackend``: deterministic virtual time, for tests that run in milliseconds.
+
+Nothing happens between calls: work posted by ``start``, ``signal``, ``send``
+or ``stop`` waits in the ready queue until ``advance``, ``run_until_idle``,
+``run`` or ``Runner.result()`` runs it.  One iteration works as asyncio's
+does: the timers now due join the ready queue (in deadline order, ties in the
+order they were set), then the callbacks that were ready at the start of the
+iteration run, FIFO.  So a zero-delay timer runs after the work already
+ready.  Time only moves when nothing is ready, straight to the next timer.
+Work given to ``run`` runs inline; its result arrives as ready work.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import itertools
+import random
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from coflow._backend import Backend, Latch
+from coflow._errors import Deadlock
+from coflow._steps import describe
+
+
+class _Call:
+    """A callback in the ready queue or on the timer heap; ``cancel()`` drops it."""
+
+    __slots__ = ("args", "callback")
+
+    def __init__(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> None:
+        self.callback = callback
+        self.args = args
+
+    def cancel(self) -> None:
+        self.callback = None
+
+
+class _DoneWork:
+    """Inline work has always finished: cancelling it only means its result is ignored."""
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        pass
+
+
+_DONE_WORK = _DoneWork()
+
+
+class VirtualBackend(Backend):
+    """Virtual time: ``now()`` moves only through ``advance``, ``run`` and ``result()``."""
+
+    name = "virtual"
+
+    def __init__(self, start: float = 0.0, seed: int = 0, max_steps: int = 1_000_000) -> None:
+        self._now = float(start)
+        self._ready: deque[_Call] = deque()
+        self._timers: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+        self._driving = False
+        self.random = random.Random(seed)
+        self.max_steps = max_steps
+
+    def __repr__(self) -> str:
+        return f"<VirtualBackend now={self._now:g} ready={len(self._ready)} timers={len(self._timers)}>"
+
+    # -- the backend interface ---------------------------------------------------
+
+    def now(self) -> float:
+        return self._now
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        self._ready.append(_Call(callback, args))
+
+    call_soon_threadsafe = call_soon  # deque.append is atomic; nothing runs between calls anyway
+
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> _Call:
+        call = _Call(callback, args)
+        heapq.heappush(self._timers, (when, next(self._order), call))
+        return call
+
+    def start_work(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[Any, BaseException | None], Any],
+    ) -> _DoneWork:
+        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
+            raise TypeError(
+                f"{describe(fn)} is a coroutine function, which the virtual backend cannot await; "
+                "give a plain function, or run the flow on the asyncio backend"
+            )
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = fn(*args)
+        except Exception as raised:
+            error = raised
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()
+            value, error = None, TypeError(
+                f"{describe(fn)} returned an awaitable, which the virtual backend cannot await"
+            )
+        self.call_soon(done, value, error)
+        return _DONE_WORK
+
+    def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
+        deadline = None if timeout is None else self._now + timeout
+        with self._drive():
+            while not latch.is_set:
+                if self._ready:
+                    self._run_once()
+                    continue
+                when = self._next_deadline()
+                if when is None:
+                    raise Deadlock(f"{what} can never finish: no work is ready and no timer is set")
+                if deadline is not None and when > deadline:
+                    self._now = deadline
+                    return False
+                self._now = max(self._now, when)
+                self._run_once()
+        return True
+
+    async def wait_latch_async(self, latch: Latch, what: str) -> None:
+        self.wait_latch(latch, None, what)
+
+    # -- driving the clock ---------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of virtual time pass, running everything due on the way."""
+        if seconds < 0:
+            raise ValueError(f"advance: seconds must be >= 0, got {seconds!r}")
+        self.run(until=self._now + seconds)
+
+    def run_until_idle(self) -> None:
+        """Run all ready work (and what it makes ready); no time passes."""
+        with self._drive():
+            while self._ready or self._due():
+                self._run_once()
+
+    def run(self, until: float | None = None) -> None:
+        """Jump from timer to timer until nothing is left, or until time ``until``."""
+        with self._drive():
+            while True:
+                if self._ready:
+                    self._run_once()
+                    continue
+                when = self._next_deadline()
+                if when is None or (until is not None and when > until):
+                    break
+                self._now = max(self._now, when)
+                self._run_once()
+            if until is not None and until > self._now:
+                self._now = until
+
+    # -- internals -------------------------------------------------------------------
+
+    def _next_deadline(self) -> float | None:
+        timers = self._timers
+        while timers and timers[0][2].callback is None:
+            heapq.heappop(timers)  # lazily drop cancelled timers
+        return timers[0][0] if timers else None
+
+    def _due(self) -> bool:
+        when = self._next_deadline()
+        return when is not None and when <= self._now
+
+    def _run_once(self) -> None:
+        timers, ready, now = self._timers, self._ready, self._now
+        while timers and timers[0][0] <= now:
+            ready.append(heapq.heappop(timers)[2])
+        for _ in range(len(ready)):
+            call = ready.popleft()
+            callback = call.callback
+            if callback is not None:
+                callback(*call.args)
+
+    def _drive(self) -> _Driving:
+        return _Driving(self)
+
+
+class _Driving:
+    """Guards against driving the clock from inside one of its own callbacks."""
+
+    __slots__ = ("backend",)
+
+    def __init__(self, backend: VirtualBackend) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> None:
+        if self.backend._driving:
+            raise RuntimeError(
+                "the virtual clock is already running: do not call result(), advance() or run() "
+                "from inside a flow or a callback on the same VirtualBackend"
+            )
+        self.backend._driving = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.backend._driving = False
+
+
+def default_backend() -> VirtualBackend:
+    """What ``backend="virtual"`` gives: a fresh virtual clock."""
+    return VirtualBackend()

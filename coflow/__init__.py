@@ -1,0 +1,105 @@
+"""coflow: composable, ephemeral workflows written as plain Python generators.
+
+A flow yields steps (``wait``, ``wait_until``, ``debounce``, ``run``,
+``parallel``, ...); a small scheduler interprets them on a backend (asyncio,
+gevent, threads, or a virtual clock for tests).  ``start`` runs a flow and
+returns its ``Runner``.
+"""
+
+from __future__ import annotations
+
+from . import _handlers as _handlers  # registers the step handlers
+from ._backend import Backend as Backend
+from ._errors import (
+    Cancelled as Cancelled,
+    ChildFailed as ChildFailed,
+    Deadlock as Deadlock,
+    FlowException as FlowException,
+    FlowFailed as FlowFailed,
+    FlowNotRunning as FlowNotRunning,
+    FlowStopped as FlowStopped,
+    FlowTimeout as FlowTimeout,
+    InvalidStep as InvalidStep,
+    RetriesExhausted as RetriesExhausted,
+    StepFailed as StepFailed,
+)
+from ._events import (
+    FlowDone as FlowDone,
+    FlowError as FlowError,
+    FlowRestarted as FlowRestarted,
+    FlowState as FlowState,
+)
+from ._flow import Flow as Flow, flow as flow
+from ._results import Error as Error, Failure as Failure, Ok as Ok, Retry as Retry, Skip as Skip
+from ._retry import RetryPolicy as RetryPolicy
+from ._runner import Runner as Runner, start as start
+from ._steps import (
+    Step as Step,
+    branch as branch,
+    debounce as debounce,
+    each as each,
+    embed as embed,
+    get_state as get_state,
+    parallel as parallel,
+    race as race,
+    receive as receive,
+    repeat as repeat,
+    run as run,
+    sequence as sequence,
+    set_state as set_state,
+    timeout as timeout,
+    wait as wait,
+    wait_until as wait_until,
+)
+
+__all__ = [
+    "Backend",
+    "Cancelled",
+    "ChildFailed",
+    "Deadlock",
+    "Error",
+    "Failure",
+    "Flow",
+    "FlowDone",
+    "FlowError",
+    "FlowException",
+    "FlowFailed",
+    "FlowNotRunning",
+    "FlowRestarted",
+    "FlowState",
+    "FlowStopped",
+    "FlowTimeout",
+    "InvalidStep",
+    "Ok",
+    "Retry",
+    "RetriesExhausted",
+    "RetryPolicy",
+    "Runner",
+    "Skip",
+    "Step",
+    "StepFailed",
+    "branch",
+    "debounce",
+    "each",
+    "embed",
+    "flow",
+    "get_state",
+    "parallel",
+    "race",
+    "receive",
+    "repeat",
+    "run",
+    "sequence",
+    "set_state",
+    "start",
+    "timeout",
+    "wait",
+    "wait_until",
+]
+
+# Public objects say they live in ``coflow``, not in the private module that defines them.
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("coflow._"):
+        _obj.__module__ = __name__
+del _name, _obj

@@ -1,0 +1,117 @@
+"""The interface the scheduler needs from a backend, and backend lookup by name.
+
+The scheduler never sleeps, spawns or reads a clock itself: it asks its
+backend.  A backend gives it five things: the time (``now``), ready work in
+FIFO order (``call_soon``, and ``call_soon_threadsafe`` from any thread),
+timers (``call_at``), concurrent work (``start_work``), and a way for a caller
+to block until a :class:`Latch` is set (``wait_latch`` / ``wait_latch_async``).
+Every callback a backend runs for the scheduler runs on the scheduler, one at
+a time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, Protocol
+
+BACKEND_NAMES = ("virtual",)
+
+
+class Handle(Protocol):
+    """A scheduled callback or started work that can be cancelled."""
+
+    def cancel(self) -> None: ...
+
+
+class Latch:
+    """A one-shot flag set on the scheduler, with callbacks run when it is set."""
+
+    __slots__ = ("_callbacks", "is_set")
+
+    def __init__(self) -> None:
+        self.is_set = False
+        self._callbacks: list[Callable[[], Any]] = []
+
+    def set(self) -> None:
+        if not self.is_set:
+            self.is_set = True
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback()
+
+    def add_callback(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` when set (at once if set already); call only on the scheduler."""
+        if self.is_set:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+
+class Backend(ABC):
+    """What a backend implements; see the module docstring."""
+
+    name: str = "abstract"
+    random: random.Random
+    #: On the virtual clock, the most steps a flow may take at one instant without blocking.
+    max_steps: int | None = None
+
+    @abstractmethod
+    def now(self) -> float:
+        """The backend's clock, in seconds."""
+
+    @abstractmethod
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the scheduler after the work already ready (FIFO)."""
+
+    @abstractmethod
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Like ``call_soon``, from any thread; work posted from one thread keeps its order."""
+
+    @abstractmethod
+    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the scheduler at ``when``; ties fire in the order set."""
+
+    @abstractmethod
+    def start_work(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[Any, BaseException | None], Any],
+    ) -> Handle:
+        """Run ``fn(*args)`` as concurrent work, then ``done(value, error)`` on the scheduler.
+
+        ``cancel()`` asks the work to stop; ``done`` is still called exactly once,
+        when the work has really finished (its value is then ignored).  Raises
+        ``TypeError`` for work this backend cannot run (naming the backend).
+        """
+
+    @abstractmethod
+    def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
+        """Block the caller until ``latch`` is set; ``False`` if ``timeout`` passed first."""
+
+    @abstractmethod
+    async def wait_latch_async(self, latch: Latch, what: str) -> None:
+        """Await until ``latch`` is set."""
+
+
+def resolve_backend(backend: Backend | str | None) -> Backend:
+    """The backend instance for ``start(backend=...)``: an instance, or a name."""
+    if isinstance(backend, Backend):
+        return backend
+    if backend is None:
+        raise ValueError(
+            "no backend given: pass backend= one of "
+            + ", ".join(repr(name) for name in BACKEND_NAMES)
+            + " or a backend instance"
+        )
+    if backend not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown backend {backend!r}; valid names are "
+            + ", ".join(repr(name) for name in BACKEND_NAMES)
+        )
+    module = importlib.import_module(f"coflow.backends.{backend}")
+    factory: Callable[[], Backend] = module.default_backend
+    return factory()

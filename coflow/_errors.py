@@ -1,0 +1,95 @@
+"""The error hierarchy.
+
+Every public error derives from :class:`FlowException`; each takes structured
+arguments and builds its own message.  :class:`Cancelled` is the one
+exception that is not a ``FlowException``: it derives from ``BaseException``
+so that ``except Exception`` in a flow cannot swallow a stop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlowException(Exception):
+    """Base of every error coflow raises."""
+
+
+class FlowFailed(FlowException):
+    """Raised by ``Runner.result()`` when the flow failed; ``__cause__`` is the reason."""
+
+    def __init__(self, flow_name: str, reason: BaseException, where: str | None = None) -> None:
+        self.flow_name = flow_name
+        self.reason = reason
+        self.where = where
+        location = f" ({where})" if where else ""
+        super().__init__(f"flow {flow_name!r} failed{location}: {reason!r}")
+
+
+class FlowStopped(FlowException):
+    """Raised by ``Runner.result()`` when the flow was stopped."""
+
+    def __init__(self, flow_name: str) -> None:
+        self.flow_name = flow_name
+        super().__init__(f"flow {flow_name!r} was stopped")
+
+
+class FlowTimeout(FlowException, TimeoutError):
+    """A step, or a wait for a result, did not finish within its time limit."""
+
+    def __init__(self, what: str, seconds: float) -> None:
+        self.what = what
+        self.seconds = seconds
+        super().__init__(f"{what} timed out after {seconds:g}s")
+
+
+class StepFailed(FlowException):
+    """A step returned ``Error(reason)`` where ``reason`` is not an exception."""
+
+    def __init__(self, reason: Any) -> None:
+        self.reason = reason
+        super().__init__(f"step failed: {reason!r}")
+
+
+class RetriesExhausted(FlowException):
+    """Every attempt of a ``run`` failed; ``last_error`` (also ``__cause__``) is the last one's error."""
+
+    def __init__(self, attempts: int, last_error: BaseException) -> None:
+        self.attempts = attempts
+        self.last_error = last_error
+        super().__init__(f"gave up after {attempts} attempts; last error: {last_error!r}")
+
+
+class ChildFailed(FlowException):
+    """A child flow failed; ``__cause__`` is the child's error."""
+
+    def __init__(self, child_name: str, reason: BaseException) -> None:
+        self.child_name = child_name
+        self.reason = reason
+        super().__init__(f"child flow {child_name!r} failed: {reason!r}")
+
+
+class FlowNotRunning(FlowException):
+    """A signal or message was sent to a runner that has ended."""
+
+    def __init__(self, flow_name: str, status: str, action: str) -> None:
+        self.flow_name = flow_name
+        self.status = status
+        super().__init__(f"cannot {action} flow {flow_name!r}: it is {status}")
+
+
+class Deadlock(FlowException):
+    """On the virtual clock, nothing is left that could wake what is being waited for."""
+
+
+class InvalidStep(FlowException, TypeError):
+    """A flow yielded something that is neither a step nor a flow."""
+
+
+class Cancelled(BaseException):
+    """Raised inside a suspended flow at its ``yield`` when the flow is cancelled.
+
+    ``finally`` blocks and ``except Cancelled`` handlers may yield cleanup
+    steps; they run to completion.  Re-raise it (or let it propagate): a flow
+    that swallows it is still ended by the cancellation.
+    """

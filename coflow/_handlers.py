@@ -1,0 +1,538 @@
+"""One handler per step type: what the scheduler does when a flow yields that step.
+
+A handler gets the task and the step.  It returns the step's result at once,
+or ``SUSPEND`` after arranging for something (a timer, finished work, a state
+change, finished branches) to resume the task.  Steps made of other steps
+(``sequence``, ``repeat``, ``run``, ``each``, ...) push one of the small
+generators below as a frame, so they nest without recursion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import FlowTimeout, InvalidStep, RetriesExhausted, StepFailed
+from ._flow import Flow, instantiate, is_flow_like
+from ._location import INTERNAL_CODES
+from ._missing import MISSING
+from ._results import Error, Failure, Ok, Retry, Skip
+from ._runner import StateView
+from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task
+from ._steps import (
+    CONSTRUCTORS,
+    Branch,
+    Debounce,
+    Each,
+    Embed,
+    GetState,
+    Parallel,
+    Race,
+    Receive,
+    Repeat,
+    Run,
+    Sequence,
+    SetState,
+    Step,
+    Timeout,
+    Wait,
+    WaitUntil,
+    describe,
+)
+
+
+def handles(step_type: type) -> Callable[[Callable[[Task, Any], Any]], Callable[[Task, Any], Any]]:
+    def register(handler: Callable[[Task, Any], Any]) -> Callable[[Task, Any], Any]:
+        DISPATCH[step_type] = handler
+        return handler
+
+    return register
+
+
+def internal(function: Callable[..., Frame]) -> Callable[..., Frame]:
+    """Mark a generator as the scheduler's own, so errors never name it as a flow."""
+    INTERNAL_CODES.add(function.__code__)
+    return function
+
+
+# -- state -----------------------------------------------------------------
+
+
+@handles(SetState)
+def _set_state(task: Task, step: SetState) -> Any:
+    view = task.view
+    new_state = step.fn(view.state)
+    view.replace_state(new_state)
+    return new_state
+
+
+@handles(GetState)
+def _get_state(task: Task, step: GetState) -> Any:
+    return task.view.state
+
+
+# -- time --------------------------------------------------------------------
+
+
+@handles(Wait)
+def _wait(task: Task, step: Wait) -> Any:
+    backend = task.runner.backend
+    task.waiting = step
+    task.timer = backend.call_at(backend.now() + step.seconds, _wait_over, task)
+    return SUSPEND
+
+
+def _wait_over(task: Task) -> None:
+    task.timer = task.waiting = None
+    task.drive(None, None)
+
+
+@handles(WaitUntil)
+def _wait_until(task: Task, step: WaitUntil) -> Any:
+    state = task.view.state
+    if step.predicate(state):
+        return state
+    task.waiting = step
+    task.runner.block(task)
+    if step.timeout is not None:
+        backend = task.runner.backend
+        task.timer = backend.call_at(backend.now() + step.timeout, _timed_out, task, "wait_until")
+    return SUSPEND
+
+
+def _timed_out(task: Task, what: str) -> None:
+    seconds = task.waiting.timeout
+    task.runner.unblock(task)
+    task.timer = task.waiting = None
+    task.drive(None, FlowTimeout(what, seconds))
+
+
+@handles(Debounce)
+def _debounce(task: Task, step: Debounce) -> Any:
+    backend = task.runner.backend
+    task.waiting = step
+    task.deadline = backend.now() + step.seconds
+    task.runner.block(task)
+    task.timer = backend.call_at(task.deadline, _debounce_check, task)
+    return SUSPEND
+
+
+def _debounce_check(task: Task) -> None:
+    """The quiet period may have been restarted since this timer was set: re-arm if so."""
+    backend = task.runner.backend
+    if backend.now() < task.deadline:
+        task.timer = backend.call_at(task.deadline, _debounce_check, task)
+        return
+    task.runner.unblock(task)
+    task.timer = task.waiting = None
+    task.drive(task.view.state, None)
+
+
+@handles(Receive)
+def _receive(task: Task, step: Receive) -> Any:
+    message = task.runner.take_message(step.match)
+    if message is not MISSING:
+        return message
+    task.waiting = step
+    task.runner.block(task)
+    if step.timeout is not None:
+        backend = task.runner.backend
+        task.timer = backend.call_at(backend.now() + step.timeout, _timed_out, task, "receive")
+    return SUSPEND
+
+
+# -- work --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Work(Step[Any]):
+    """Internal: run ``fn(*args)`` once as backend work; ``yield`` gives its raw result."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    timeout: float | None = None
+
+
+class _WorkWaiter:
+    """A task blocked on backend work, with the attempt's optional time limit."""
+
+    __slots__ = ("handle", "step", "task", "timed_out", "timer")
+
+    def __init__(self, task: Task, step: Work) -> None:
+        self.task = task
+        self.step = step
+        self.timed_out = False
+        self.timer: Any = None
+        self.handle: Any = None
+
+    def done(self, value: Any, error: BaseException | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.timed_out:
+            value, error = None, FlowTimeout(f"run({describe(self.step.fn)})", self.step.timeout or 0.0)
+        task = self.task
+        task.waiting = None
+        task.drive(value, error)
+
+    def time_out(self) -> None:
+        self.timer = None
+        self.timed_out = True
+        self.handle.cancel()
+
+    def abort(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.handle.cancel()
+
+
+@handles(Work)
+def _work(task: Task, step: Work) -> Any:
+    backend = task.runner.backend
+    waiter = _WorkWaiter(task, step)
+    waiter.handle = backend.start_work(step.fn, step.args, waiter.done)
+    if step.timeout is not None:
+        waiter.timer = backend.call_at(backend.now() + step.timeout, waiter.time_out)
+    task.waiting = waiter
+    return SUSPEND
+
+
+@handles(Run)
+def _run(task: Task, step: Run) -> Any:
+    task.frames.append(_attempts(task, step))
+    return None
+
+
+def _error_of(reason: Any) -> BaseException:
+    return reason if isinstance(reason, BaseException) else StepFailed(reason)
+
+
+@internal
+def _attempts(task: Task, step: Run) -> Frame:
+    """``run``: call ``fn(state)`` until a result ends it or the retries are used up."""
+    policy = step.policy
+    view = task.view
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            result = yield Work(step.fn, (view.state,), step.timeout)
+        except policy.retry_on as error:
+            last_error: BaseException = error
+        else:
+            cls = result.__class__
+            if cls is Ok:
+                view.replace_state(result.state)
+                return result.state
+            if cls is Retry:
+                if result.new_state is not MISSING:
+                    view.replace_state(result.new_state)
+                last_error = StepFailed(result)
+                if attempt > policy.retries:
+                    raise RetriesExhausted(attempt, last_error) from last_error
+            elif cls is Error:
+                last_error = _error_of(result.reason)
+            else:
+                return result
+        if attempt > policy.retries:
+            if policy.retries == 0:
+                raise last_error
+            raise RetriesExhausted(attempt, last_error) from last_error
+        delay = policy.delay(attempt, task.runner.backend.random)
+        if delay > 0:
+            yield Wait(delay)
+
+
+# -- composition ---------------------------------------------------------------
+
+
+@handles(Sequence)
+def _sequence(task: Task, step: Sequence) -> Any:
+    task.frames.append(_in_order(step.steps))
+    return None
+
+
+@internal
+def _in_order(steps: tuple[Any, ...]) -> Frame:
+    result = None
+    for step in steps:
+        result = yield step
+    return result
+
+
+@handles(Repeat)
+def _repeat(task: Task, step: Repeat) -> Any:
+    task.frames.append(_repeated(step.body, step.times))
+    return None
+
+
+@internal
+def _repeated(body: Any, times: int | None) -> Frame:
+    rounds = range(times) if times is not None else iter(int, 1)
+    if isinstance(body, Step):
+        for _ in rounds:
+            yield body
+    else:
+        for _ in rounds:
+            yield instantiate(body, "repeat")
+    return None
+
+
+@handles(Branch)
+def _branch(task: Task, step: Branch) -> Any:
+    key = step.selector(task.view.state)
+    body = step.cases.get(key, step.default)
+    if body is None:
+        raise KeyError(f"branch: no case for {key!r} and no default")
+    task.frames.append(instantiate(body, "branch"))
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Tick(Step[None]):
+    """Internal: a step that does nothing, so a long synchronous loop counts its steps."""
+
+
+_TICK = Tick()
+DISPATCH[Tick] = lambda task, step: None
+
+
+@handles(Each)
+def _each(task: Task, step: Each) -> Any:
+    task.frames.append(_each_item(task, step))
+    return None
+
+
+def _items(state: Any, source: Any) -> Any:
+    if callable(source):
+        items = source(state)
+    elif isinstance(state, dict):
+        if source not in state:
+            raise KeyError(f"each: the state has no key {source!r}")
+        items = state[source]
+    elif dataclasses.is_dataclass(state) and isinstance(source, str) and hasattr(state, source):
+        items = getattr(state, source)
+    else:
+        raise KeyError(f"each: the state has no key {source!r} (state: {type(state).__name__})")
+    try:
+        return iter(items)
+    except TypeError:
+        raise TypeError(f"each: {describe(source)} gave {items!r}, which is not iterable") from None
+
+
+@internal
+def _each_item(task: Task, step: Each) -> Frame:
+    """``each``: one item at a time, committing the state after every item."""
+    view = task.view
+    fn = step.fn
+    items = _items(view.state, step.source)
+    if inspect.isgeneratorfunction(fn):
+        for item in items:
+            yield fn(item)
+        return view.state
+    for item in items:
+        result = fn(item, view.state)
+        cls = result.__class__
+        if cls is Ok:
+            view.replace_state(result.state)
+        elif cls is Error:
+            raise _error_of(result.reason)
+        elif cls is not Skip:
+            raise TypeError(f"each: {describe(fn)} must return Ok, Skip or Error, got {result!r}")
+        yield _TICK
+    return view.state
+
+
+# -- branches: parallel, race, timeout, embed -----------------------------------
+
+
+def _collect(state: Any, key: Hashable, value: Any) -> Any:
+    """The state with ``value`` stored under ``key`` (``collect_as``)."""
+    if isinstance(state, dict):
+        return {**state, key: value}
+    if dataclasses.is_dataclass(state) and not isinstance(state, type):
+        return dataclasses.replace(state, **{str(key): value})
+    raise TypeError(
+        f"collect_as={key!r} needs a dict or dataclass state, got {type(state).__name__}"
+    )
+
+
+@internal
+def _work_body(fn: Callable[[], Any]) -> Frame:
+    return (yield Work(fn))
+
+
+def _task_bodies(task: Task, tasks: Any, where: str) -> list[Frame]:
+    if not isinstance(tasks, tuple):
+        tasks = tuple(tasks(task.view.state))
+    bodies = []
+    for item in tasks:
+        if is_flow_like(item):
+            bodies.append(instantiate(item, where))
+        elif callable(item):
+            bodies.append(_work_body(item))
+        else:
+            raise TypeError(f"{where}: a task must be a callable or a flow, got {item!r}")
+    return bodies
+
+
+class _AllJoin(Join):
+    __slots__ = ("collect_as", "complete_all", "results")
+
+    def __init__(self, parent: Task, step: Parallel, size: int) -> None:
+        super().__init__(parent)
+        self.collect_as = step.collect_as
+        self.complete_all = step.on_error == "complete_all"
+        self.results: list[Any] = [None] * size
+
+    def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
+        if error is None:
+            self.results[index] = value
+        elif self.complete_all:
+            self.results[index] = Failure(error)
+        else:
+            self.settle(None, error)
+
+    def result(self) -> tuple[Any, BaseException | None]:
+        if self.settled:
+            return self.outcome
+        return _collected(self.parent.view, self.collect_as, self.results)
+
+
+class _RaceJoin(Join):
+    __slots__ = ("collect_as",)
+
+    def __init__(self, parent: Task, step: Race) -> None:
+        super().__init__(parent)
+        self.collect_as = step.collect_as
+
+    def result(self) -> tuple[Any, BaseException | None]:
+        value, error = self.outcome
+        if error is not None:
+            return self.outcome
+        return _collected(self.parent.view, self.collect_as, value)
+
+
+def _collected(view: StateView, key: Hashable | None, value: Any) -> tuple[Any, BaseException | None]:
+    if key is not None:
+        try:
+            view.replace_state(_collect(view.state, key, value))
+        except Exception as error:
+            return None, error
+    return value, None
+
+
+@handles(Parallel)
+def _parallel(task: Task, step: Parallel) -> Any:
+    bodies = _task_bodies(task, step.tasks, "parallel")
+    if not bodies:
+        value, error = _collected(task.view, step.collect_as, [])
+        if error is not None:
+            raise error
+        return value
+    join = _AllJoin(task, step, len(bodies))
+    for body in bodies:
+        join.spawn(body, task.view)
+    task.waiting = join
+    return SUSPEND
+
+
+@handles(Race)
+def _race(task: Task, step: Race) -> Any:
+    bodies = _task_bodies(task, step.tasks, "race")
+    if not bodies:
+        raise ValueError("race: no tasks, so no winner could ever finish")
+    join = _RaceJoin(task, step)
+    for body in bodies:
+        join.spawn(body, task.view)
+    task.waiting = join
+    return SUSPEND
+
+
+class _TimeoutJoin(Join):
+    __slots__ = ("step",)
+
+    def __init__(self, parent: Task, step: Timeout) -> None:
+        super().__init__(parent)
+        self.step = step
+
+    def expire(self) -> None:
+        self.timer = None
+        if self.step.default is MISSING:
+            self.settle(None, FlowTimeout(f"timeout({describe(self.step.step)})", self.step.seconds))
+        else:
+            self.settle(self.step.default, None)
+
+
+@handles(Timeout)
+def _timeout(task: Task, step: Timeout) -> Any:
+    join = _TimeoutJoin(task, step)
+    join.spawn(instantiate(step.step, "timeout"), task.view)
+    backend = task.runner.backend
+    join.timer = backend.call_at(backend.now() + step.seconds, join.expire)
+    task.waiting = join
+    return SUSPEND
+
+
+class _Lens:
+    """The part of a state an embedded flow sees: ``get(state)``, written back with ``put``."""
+
+    __slots__ = ("get", "parent", "put")
+
+    def __init__(self, parent: StateView, get: Callable[[Any], Any], put: Callable[[Any, Any], Any]) -> None:
+        self.parent = parent
+        self.get = get
+        self.put = put
+
+    @property
+    def state(self) -> Any:
+        return self.get(self.parent.state)
+
+    def replace_state(self, new_state: Any) -> None:
+        self.parent.replace_state(self.put(self.parent.state, new_state))
+
+
+@handles(Embed)
+def _embed(task: Task, step: Embed) -> Any:
+    join = Join(task)
+    join.spawn(instantiate(step.flow, "embed"), _Lens(task.view, step.get, step.put))
+    task.waiting = join
+    return SUSPEND
+
+
+# -- sub-flows and mistakes -------------------------------------------------------
+
+
+def _push(task: Task, gen: Frame) -> Any:
+    task.frames.append(gen)
+    return None
+
+
+DISPATCH[types.GeneratorType] = _push
+
+
+def _fallback(task: Task, value: Any) -> Any:
+    if isinstance(value, Flow) or inspect.isgeneratorfunction(value):
+        task.frames.append(instantiate(value, "sub-flow"))
+        return None
+    hint = ""
+    if _hashable(value) and value in CONSTRUCTORS:
+        hint = f"; did you mean to call it: {value.__name__}(...)?"
+    raise InvalidStep(
+        f"flow {task.path()} yielded {value!r}, which is neither a step nor a flow{hint}"
+    )
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+FALLBACK.append(_fallback)

@@ -1,0 +1,54 @@
+"""Where a failure happened: the path of flows and the file and line of the failing ``yield``.
+
+Computed only when an error escapes a flow, never on the step loop's fast path.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Generator, Sequence
+from types import CodeType
+from typing import Any
+
+#: Code objects of the scheduler's own generators (sequence, run, each, ...): never shown as flows.
+INTERNAL_CODES: set[CodeType] = set()
+
+_MAX_PATH = 8
+
+
+def add_note(error: BaseException, note: str) -> None:
+    """``error.add_note`` where it exists (3.11+); a plain ``__notes__`` list on 3.10."""
+    if sys.version_info >= (3, 11):
+        error.add_note(note)
+    else:
+        notes = getattr(error, "__notes__", None)
+        if notes is None:
+            notes = []
+            error.__notes__ = notes  # type: ignore[attr-defined]
+        notes.append(note)
+
+
+def is_user_frame(gen: Generator[Any, Any, Any]) -> bool:
+    return gen.gi_code not in INTERNAL_CODES
+
+
+def yield_site(error: BaseException, gen: Generator[Any, Any, Any]) -> str | None:
+    """``file:line`` of ``gen``'s last frame in ``error``'s traceback (where it raised or yielded)."""
+    site = None
+    tb = error.__traceback__
+    code = gen.gi_code
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            site = f"{code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return site
+
+
+def flow_path(runner_name: str, frames: Sequence[Generator[Any, Any, Any]]) -> str:
+    """``runner > sub > subsub``, eliding the middle of very deep paths."""
+    names = [runner_name]
+    names.extend(gen.__name__ for gen in frames if is_user_frame(gen))
+    if len(names) > _MAX_PATH:
+        hidden = len(names) - _MAX_PATH
+        names = [*names[: _MAX_PATH // 2], f"... {hidden} more ...", *names[-_MAX_PATH // 2 :]]
+    return " > ".join(names)

@@ -1,0 +1,403 @@
+"""``Runner``: a running flow, its state, and the thread-safe handle the world uses.
+
+Everything that reads or replaces a runner's state runs on its backend's
+scheduler.  The public methods that may be called from any thread
+(``signal``, ``send``, ``stop``) only post work to the scheduler; reads
+(``get_state``, ``status``) read a single attribute.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, Protocol
+
+from ._backend import Backend, Latch, resolve_backend
+from ._errors import Cancelled, FlowFailed, FlowNotRunning, FlowStopped, FlowTimeout
+from ._events import FlowDone, FlowError, FlowEvent, FlowState
+from ._flow import Flow, flow_name, instantiate
+from ._location import add_note
+from ._missing import MISSING
+from ._scheduler import Task
+from ._steps import Debounce, Receive, WaitUntil
+
+logger = logging.getLogger("coflow")
+
+_ids = itertools.count(1)
+
+Notify = Callable[[FlowEvent], Any]
+
+
+class StateView(Protocol):
+    """What a task reads and replaces: the runner's state, or a part of it (``embed``)."""
+
+    @property
+    def state(self) -> Any: ...
+
+    def replace_state(self, new_state: Any) -> None: ...
+
+
+def _same(new: Any, old: Any) -> bool:
+    if new is old:
+        return True
+    try:
+        return bool(new == old)
+    except Exception:
+        return False  # incomparable states count as a change
+
+
+class Runner:
+    """A running flow: signal it, send it messages, read it, observe it, stop it."""
+
+    __slots__ = (
+        "_blocked",
+        "_cleanup_errors",
+        "_done_latch",
+        "_error",
+        "_mailbox",
+        "_root",
+        "_sinks",
+        "_stopping",
+        "backend",
+        "flow",
+        "id",
+        "name",
+        "state",
+        "status",
+    )
+
+    def __init__(self, flow: Any, backend: Backend, initial_state: Any, name: str,
+                 sinks: list[Notify]) -> None:
+        self.id = next(_ids)
+        self.name = name
+        self.flow = flow
+        self.backend = backend
+        self.state = initial_state
+        #: "running" | "done" | "failed" | "stopped"
+        self.status = "running"
+        self._sinks = sinks
+        self._root: Task | None = None
+        self._blocked: list[Task] | None = None
+        self._mailbox: deque[Any] | None = None
+        self._done_latch: Latch | None = None
+        self._error: BaseException | None = None
+        self._cleanup_errors: list[BaseException] | None = None
+        self._stopping = False
+
+    def __repr__(self) -> str:
+        return f"<Runner {self.id} {self.name!r} {self.status}>"
+
+    # -- the public, thread-safe API ----------------------------------------
+
+    def signal(self, fn: Callable[[Any], Any]) -> Future[Any]:
+        """Apply ``fn`` to the state on the scheduler; the future holds the new state.
+
+        Re-checks every blocked ``wait_until`` and restarts every ``debounce``.
+        If ``fn`` raises, the state is unchanged and the future holds the error.
+        """
+        self._check_running("signal")
+        future: Future[Any] = Future()
+        self.backend.call_soon_threadsafe(self._apply_signal, fn, future)
+        return future
+
+    def send(self, message: Any) -> None:
+        """Put ``message`` in the mailbox that ``receive`` takes from."""
+        self._check_running("send to")
+        self.backend.call_soon_threadsafe(self._deliver, message)
+
+    def get_state(self) -> Any:
+        """A snapshot of the current state (the state is replaced, never mutated, by coflow)."""
+        return self.state
+
+    def stop(self) -> None:
+        """Cancel the flow and its in-flight work; idempotent.  Cleanup steps still run."""
+        if self.status == "running":
+            self.backend.call_soon_threadsafe(self._stop)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Block until the flow ends; its final state, or ``FlowFailed`` / ``FlowStopped``.
+
+        On the virtual backend this drives the clock, and raises ``Deadlock``
+        when nothing could wake the flow.
+        """
+        if self.status == "running":
+            latch = self._latch()
+            if not self.backend.wait_latch(latch, timeout, f"flow {self.name!r}"):
+                raise FlowTimeout(f"waiting for flow {self.name!r}", timeout or 0.0)
+        return self._outcome()
+
+    async def wait(self) -> Any:
+        """``await`` form of ``result()``."""
+        if self.status == "running":
+            await self.backend.wait_latch_async(self._latch(), f"flow {self.name!r}")
+        return self._outcome()
+
+    def events(self) -> EventStream:
+        """The notify events from now on, as an iterator and an async iterator."""
+        stream = EventStream(self)
+        if self.status == "running":
+            self._sinks.append(stream)
+            self.backend.call_soon_threadsafe(self._close_if_ended, stream)
+        else:
+            stream.closed = True
+        return stream
+
+    # -- on the scheduler ----------------------------------------------------
+
+    def replace_state(self, new_state: Any, signalled: bool = False) -> None:
+        """Make ``new_state`` current; notify if it differs, then wake what waits on changes."""
+        changed = not _same(new_state, self.state)
+        self.state = new_state
+        if changed:
+            if self._sinks and not self._stopping:
+                self._emit(FlowState(new_state, self))
+        elif not signalled:
+            return
+        if self._blocked:
+            self._state_changed()
+
+    def _state_changed(self) -> None:
+        assert self._blocked is not None
+        now = self.backend.now()
+        for task in list(self._blocked):
+            waiting = task.waiting
+            if type(waiting) is Debounce:
+                task.deadline = now + waiting.seconds
+            elif type(waiting) is WaitUntil:
+                state = task.view.state
+                try:
+                    satisfied = waiting.predicate(state)
+                except Exception as error:
+                    self.unblock(task)
+                    task.wake_soon(None, error)
+                    continue
+                if satisfied:
+                    self.unblock(task)
+                    task.wake_soon(state, None)
+
+    def block(self, task: Task) -> None:
+        """Register ``task`` as waiting on state changes or messages."""
+        if self._blocked is None:
+            self._blocked = [task]
+        else:
+            self._blocked.append(task)
+
+    def unblock(self, task: Task) -> None:
+        blocked = self._blocked
+        if blocked and task in blocked:
+            blocked.remove(task)
+
+    def take_message(self, match: Callable[[Any], Any] | None) -> Any:
+        """The oldest matching message, removed from the mailbox; ``MISSING`` if none."""
+        mailbox = self._mailbox
+        if mailbox:
+            for position, message in enumerate(mailbox):
+                if match is None or match(message):
+                    del mailbox[position]
+                    return message
+        return MISSING
+
+    def _deliver(self, message: Any) -> None:
+        if self.status != "running":
+            return
+        for task in self._blocked or ():
+            waiting = task.waiting
+            if type(waiting) is Receive:
+                try:
+                    taken = waiting.match is None or waiting.match(message)
+                except Exception as error:
+                    self.unblock(task)
+                    task.wake_soon(None, error)
+                    continue
+                if taken:
+                    self.unblock(task)
+                    task.wake_soon(message, None)
+                    return
+        if self._mailbox is None:
+            self._mailbox = deque()
+        self._mailbox.append(message)
+
+    def _apply_signal(self, fn: Callable[[Any], Any], future: Future[Any]) -> None:
+        if self.status != "running":
+            future.set_exception(FlowNotRunning(self.name, self.status, "signal"))
+            return
+        if future.cancelled():
+            return
+        try:
+            new_state = fn(self.state)
+        except Exception as error:
+            future.set_exception(error)
+            return
+        self.replace_state(new_state, signalled=True)
+        future.set_result(new_state)
+
+    def _stop(self) -> None:
+        if self.status == "running" and not self._stopping:
+            self._stopping = True
+            assert self._root is not None
+            self._root.cancel()
+
+    def _emit(self, event: FlowEvent) -> None:
+        for sink in self._sinks:
+            try:
+                sink(event)
+            except Exception:
+                logger.exception("notify callback of flow %r raised; the flow goes on", self.name)
+
+    def root_finished(self, value: Any, error: BaseException | None) -> None:
+        del value  # a flow's return value is not its result: its final state is
+        if error is None:
+            self.status = "done"
+            if self._sinks and not self._stopping:
+                self._emit(FlowDone(self.state, self))
+        elif isinstance(error, Cancelled):
+            self.status = "stopped"
+        else:
+            self.status = "failed"
+            self._error = error
+            for cleanup_error in self._cleanup_errors or ():
+                add_note(error, f"coflow: while cancelling, cleanup raised {cleanup_error!r}")
+            if self._sinks and not self._stopping:
+                self._emit(FlowError(error, self))
+        self._blocked = None
+        self._mailbox = None
+        for sink in self._sinks:
+            if isinstance(sink, EventStream):
+                sink.close()
+        if self._done_latch is not None:
+            self._done_latch.set()
+
+    def cleanup_failed(self, error: BaseException, where: str) -> None:
+        """Cleanup run during a cancellation raised: log it and keep it for ``FlowError``."""
+        logger.error("cleanup of flow %s raised during cancellation", where, exc_info=error)
+        if self._cleanup_errors is None:
+            self._cleanup_errors = []
+        self._cleanup_errors.append(error)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _check_running(self, action: str) -> None:
+        if self.status != "running":
+            raise FlowNotRunning(self.name, self.status, action)
+
+    def _latch(self) -> Latch:
+        latch = Latch()
+        self.backend.call_soon_threadsafe(self._attach_done_latch, latch)
+        return latch
+
+    def _attach_done_latch(self, latch: Latch) -> None:
+        if self.status != "running":
+            latch.set()
+        elif self._done_latch is None:
+            self._done_latch = latch
+        else:
+            self._done_latch.add_callback(latch.set)
+
+    def _close_if_ended(self, stream: EventStream) -> None:
+        if self.status != "running":
+            stream.close()
+
+    def _outcome(self) -> Any:
+        if self.status == "done":
+            return self.state
+        if self.status == "stopped":
+            raise FlowStopped(self.name)
+        assert self._error is not None
+        where = getattr(self._error, "_coflow_where", None)
+        raise FlowFailed(self.name, self._error, where) from self._error
+
+
+class EventStream:
+    """The events of one runner from the moment ``events()`` was called, until it ends."""
+
+    __slots__ = ("_events", "_latch", "_runner", "closed")
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._events: deque[FlowEvent] = deque()
+        self._latch: Latch | None = None
+        self.closed = False
+
+    def __call__(self, event: FlowEvent) -> None:
+        """A notify sink: queue ``event`` for the reader."""
+        self._events.append(event)
+        self._wake()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        latch, self._latch = self._latch, None
+        if latch is not None:
+            latch.set()
+
+    def _arm(self, latch: Latch) -> None:
+        if self._events or self.closed:
+            latch.set()
+        else:
+            self._latch = latch
+
+    def _next_latch(self) -> Latch:
+        latch = Latch()
+        self._runner.backend.call_soon_threadsafe(self._arm, latch)
+        return latch
+
+    def __iter__(self) -> Iterator[FlowEvent]:
+        return self
+
+    def __next__(self) -> FlowEvent:
+        while not self._events:
+            if self.closed:
+                raise StopIteration
+            self._runner.backend.wait_latch(self._next_latch(), None, f"events of {self._runner.name!r}")
+        return self._events.popleft()
+
+    def __aiter__(self) -> AsyncIterator[FlowEvent]:
+        return self
+
+    async def __anext__(self) -> FlowEvent:
+        while not self._events:
+            if self.closed:
+                raise StopAsyncIteration
+            await self._runner.backend.wait_latch_async(
+                self._next_latch(), f"events of {self._runner.name!r}"
+            )
+        return self._events.popleft()
+
+
+def _sink(notify: Any) -> Notify:
+    put_nowait = getattr(notify, "put_nowait", None)
+    if put_nowait is not None:
+        return put_nowait  # type: ignore[no-any-return]
+    if callable(notify):
+        return notify  # type: ignore[no-any-return]
+    raise TypeError(f"notify must be a callable or a queue with put_nowait, got {notify!r}")
+
+
+def start(
+    flow: Any,
+    *,
+    initial_state: Any = MISSING,
+    notify: Any = None,
+    backend: Backend | str | None = None,
+    name: str | None = None,
+) -> Runner:
+    """Start running ``flow`` and return its ``Runner``.
+
+    ``flow`` is a ``Flow``, a generator function, a generator object or a step.
+    ``initial_state`` overrides the flow's declared one.
+    """
+    resolved = resolve_backend(backend)
+    if initial_state is MISSING:
+        initial_state = flow.initial_state if isinstance(flow, Flow) else None
+    body = instantiate(flow, "coflow.start")
+    sinks = [] if notify is None else [_sink(notify)]
+    runner = Runner(flow, resolved, initial_state, name or flow_name(flow), sinks)
+    root = Task(runner, runner, body)
+    runner._root = root
+    resolved.call_soon_threadsafe(root.drive, None, None)
+    return runner

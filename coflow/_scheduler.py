@@ -1,0 +1,282 @@
+"""The scheduler: drives flows (generators) by interpreting the steps they yield.
+
+Invariants, which every backend relies on:
+
+* A *task* is one thread of control: a stack of generator frames.  A runner
+  has one root task; ``parallel``, ``race``, ``timeout`` and ``embed`` start
+  branch tasks that share the runner's state.  Sub-flows are frames pushed
+  on the task's stack, so nesting costs memory, never Python recursion.
+* ``Task.drive`` is the one step loop.  It sends a value (or throws an error)
+  into the top frame and dispatches the yielded step through ``DISPATCH``, a
+  table keyed by the step's type.  A handler either returns the step's result
+  at once (synchronous steps run inline, no trip through the backend) or
+  returns ``SUSPEND`` after arranging for something to resume the task later.
+* Everything runs on the scheduler, one callback at a time: state is never
+  touched by two pieces of code at once.  A task that wakes another never runs
+  it inline: it posts it with ``call_soon``, so ready tasks run in FIFO order.
+  Backend callbacks (a timer, finished work) resume their own task directly.
+* A task runs at most ``SLICE`` steps, then re-posts itself behind the work
+  already ready: a flow that never blocks cannot starve the others.
+* Cancellation is structured.  ``Task.cancel`` first aborts what the task is
+  blocked on (children are cancelled before their parent, last started first,
+  and waited for), then throws ``Cancelled`` into the top frame.  Frames that
+  existed when the cancellation began receive it innermost first; whatever
+  they yield while handling it (cleanup) runs normally and is not cancelled
+  again.  An error raised by such cleanup is logged and kept, never allowed to
+  replace the cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import Cancelled, FlowException
+from ._location import add_note, flow_path, is_user_frame, yield_site
+
+if TYPE_CHECKING:
+    from ._runner import Runner, StateView
+
+logger = logging.getLogger("coflow")
+
+Frame = Generator[Any, Any, Any]
+Handler = Callable[["Task", Any], Any]
+
+#: Returned by a handler that has suspended its task.
+SUSPEND: Final = object()
+#: Steps a task runs before it lets the work already ready go first.
+SLICE: Final = 500
+
+#: Step type -> handler; filled in by ``_handlers``.
+DISPATCH: dict[type, Handler] = {}
+#: Handler for anything not in ``DISPATCH`` (flows given as values, and mistakes).
+FALLBACK: list[Handler] = []
+
+
+class Task:
+    """One thread of control in a runner: a stack of frames and what it is blocked on."""
+
+    __slots__ = (
+        "cancel_depth",
+        "cancel_pending",
+        "cancelling",
+        "deadline",
+        "finished",
+        "frames",
+        "index",
+        "join",
+        "runner",
+        "spin",
+        "timer",
+        "view",
+        "waiting",
+    )
+
+    def __init__(
+        self, runner: Runner, view: StateView, body: Frame, join: Join | None = None, index: int = 0
+    ) -> None:
+        self.runner = runner
+        self.view = view
+        self.frames = [body]
+        self.join = join
+        self.index = index
+        #: What the task is blocked on (a step, a Join or a work waiter); None when ready.
+        self.waiting: Any = None
+        self.timer: Any = None
+        self.deadline = 0.0
+        self.spin = 0
+        self.cancelling = False
+        self.cancel_pending = False
+        self.cancel_depth = 0
+        self.finished = False
+
+    # -- the step loop -------------------------------------------------------
+
+    def drive(self, value: Any, error: BaseException | None) -> None:
+        """Resume the top frame with ``value`` (or ``error``) and run until the task blocks."""
+        if self.cancel_pending:
+            self.cancel_pending = False
+            value, error = None, Cancelled()
+        frames = self.frames
+        dispatch = DISPATCH
+        budget = SLICE
+        while True:
+            gen = frames[-1]
+            try:
+                if error is None:
+                    step = gen.send(value)
+                else:
+                    step = gen.throw(error)
+                    error = None
+            except StopIteration as stop:
+                frames.pop()
+                value = stop.value
+                if self.cancelling and len(frames) < self.cancel_depth:
+                    # The frame swallowed its Cancelled: the cancellation goes on outward.
+                    self.cancel_depth = len(frames)
+                    value, error = None, Cancelled()
+                if not frames:
+                    self._finish(value, error)
+                    return
+                continue
+            except (Exception, Cancelled) as escaped:
+                error = self._escaped(escaped, gen)
+                frames.pop()
+                if not frames:
+                    self._finish(None, error)
+                    return
+                continue
+            budget -= 1
+            try:
+                value = dispatch.get(step.__class__, FALLBACK[0])(self, step)
+            except Exception as failed:
+                value, error = None, failed
+                continue
+            if value is SUSPEND:
+                self.spin = 0
+                return
+            if not budget:
+                self._end_slice(value)
+                return
+
+    def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
+        """Account for ``error`` leaving ``gen`` (still on the stack); return what goes on outward."""
+        depth = len(self.frames) - 1
+        if self.cancelling and depth < self.cancel_depth:
+            self.cancel_depth = depth
+            if not isinstance(error, Cancelled):
+                self.runner.cleanup_failed(error, self.path())
+                return Cancelled()
+            return error
+        if not isinstance(error, Cancelled) and is_user_frame(gen):
+            locate(error, gen, self)
+        return error
+
+    def _end_slice(self, value: Any) -> None:
+        backend = self.runner.backend
+        backend.call_soon(self.drive, value, None)
+        self.spin += SLICE
+        if backend.max_steps is not None and self.spin > backend.max_steps:
+            raise FlowException(
+                f"flow {self.path()} ran {self.spin} steps at time {backend.now():g} without "
+                f"blocking (max_steps={backend.max_steps}); on the virtual clock a flow that "
+                "never blocks holds time still"
+            )
+
+    def _finish(self, value: Any, error: BaseException | None) -> None:
+        self.finished = True
+        if self.join is not None:
+            self.join.child_finished(self, value, error)
+        else:
+            self.runner.root_finished(value, error)
+
+    # -- blocking and waking -------------------------------------------------
+
+    def wake_soon(self, value: Any, error: BaseException | None) -> None:
+        """Unblock the task and post its resumption behind the work already ready."""
+        self.waiting = None
+        timer = self.timer
+        if timer is not None:
+            self.timer = None
+            timer.cancel()
+        self.runner.backend.call_soon(self.drive, value, error)
+
+    def cancel(self) -> None:
+        """Cancel the task (see the module docstring); idempotent."""
+        if self.finished or self.cancelling:
+            return
+        self.cancelling = True
+        self.cancel_pending = True
+        self.cancel_depth = len(self.frames)
+        waiting = self.waiting
+        if waiting is None:
+            return  # already posted to run: the pending resume throws Cancelled
+        abort = getattr(waiting, "abort", None)
+        if abort is not None:
+            abort()  # a Join or work: resumes the task once it has really finished
+        else:
+            self.runner.unblock(self)
+            self.wake_soon(None, None)
+
+    def path(self) -> str:
+        """The flows from the runner down to this task's innermost frame."""
+        frames: list[Frame] = []
+        task: Task | None = self
+        while task is not None:
+            frames[:0] = task.frames if task.join is not None else task.frames[1:]
+            task = task.join.parent if task.join is not None else None
+        return flow_path(self.runner.name, frames)
+
+
+def locate(error: BaseException, gen: Frame, task: Task) -> None:
+    """Note on ``error`` where it happened, once: the flow path and the failing line."""
+    if getattr(error, "_coflow_where", None) is not None:
+        return
+    site = yield_site(error, gen)
+    where = f"in flow {task.path()}" + (f", at {site}" if site else "")
+    try:
+        error._coflow_where = where  # type: ignore[attr-defined]
+    except AttributeError:
+        return
+    add_note(error, f"coflow: {where}")
+
+
+class Join:
+    """A task waiting for branch tasks (``parallel``, ``race``, ``timeout``, ``embed``).
+
+    Subclasses say what a finished branch means (``on_child``) and what the
+    parent gets (``result``).  ``settle`` fixes the outcome once (the first
+    failure under fail-fast, a race's winner, a timeout) and cancels the other
+    branches; the parent resumes only when every branch has finished, so the
+    cleanup of cancelled branches is always complete first.
+    """
+
+    __slots__ = ("children", "outcome", "parent", "pending", "settled", "timer")
+
+    def __init__(self, parent: Task) -> None:
+        self.parent = parent
+        self.children: list[Task] = []
+        self.pending = 0
+        self.settled = False
+        self.outcome: tuple[Any, BaseException | None] = (None, None)
+        self.timer: Any = None
+
+    def spawn(self, body: Frame, view: StateView) -> None:
+        child = Task(self.parent.runner, view, body, self, len(self.children))
+        self.children.append(child)
+        self.pending += 1
+        self.parent.runner.backend.call_soon(child.drive, None, None)
+
+    def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
+        """A branch finished before the join settled."""
+        self.settle(value, error)
+
+    def result(self) -> tuple[Any, BaseException | None]:
+        """What the parent resumes with once every branch has finished."""
+        return self.outcome
+
+    def settle(self, value: Any, error: BaseException | None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.outcome = (value, error)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for child in reversed(self.children):
+            child.cancel()
+
+    def abort(self) -> None:
+        """The parent is cancelled: cancel every branch; the parent resumes after them."""
+        self.settle(None, Cancelled())
+
+    def child_finished(self, child: Task, value: Any, error: BaseException | None) -> None:
+        self.pending -= 1
+        if not self.settled:
+            self.on_child(child.index, value, error)
+        if self.pending == 0:
+            parent = self.parent
+            parent.waiting = None
+            value, error = self.result()
+            parent.runner.backend.call_soon(parent.drive, value, error)

@@ -1,0 +1,344 @@
+"""The steps a flow yields: small frozen values, one class each, built by lowercase constructors.
+
+A step only describes what to do; the scheduler does it.  Because steps are
+plain comparable values, a flow can be unit-tested by stepping its generator
+by hand and comparing what it yields.  Every step is also iterable, so
+``x = yield from run(fetch)`` gives a type checker the step's own result type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+
+from ._missing import MISSING, MissingType
+from ._retry import Backoff, RetryPolicy
+from ._validate import check_choice, check_delay, check_optional_delay
+
+if TYPE_CHECKING:
+    from ._flow import Flow
+
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+#: Anything accepted where a flow is: a Flow, a generator function, a generator object or a step.
+FlowLike = Union["Flow", Callable[[], Generator[Any, Any, Any]], Generator[Any, Any, Any], "Step[Any]"]
+State = Any
+
+ON_ERROR = ("fail_fast", "complete_all")
+
+
+def describe(value: Any) -> str:
+    """A short, readable rendering of a step argument (functions by name)."""
+    if inspect.isfunction(value) or inspect.ismethod(value) or inspect.isbuiltin(value):
+        return str(value.__qualname__)
+    return repr(value)
+
+
+class Step(Generic[R_co]):
+    """Base of every step; ``R_co`` is what ``yield step`` evaluates to."""
+
+    __slots__ = ()
+
+    def __iter__(self) -> Generator[Step[R_co], Any, R_co]:
+        result: R_co = yield self
+        return result
+
+    def __repr__(self) -> str:
+        shown = []
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if field.default is not dataclasses.MISSING and value == field.default:
+                continue
+            shown.append(f"{field.name}={describe(value)}")
+        return f"{_constructor_name(type(self))}({', '.join(shown)})"
+
+
+def _constructor_name(cls: type) -> str:
+    name = cls.__name__
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
+def _reusable(where: str, body: Any) -> Any:
+    """A body that runs many times cannot be a generator object, which runs only once."""
+    if inspect.isgenerator(body):
+        raise TypeError(
+            f"{where}: got a generator object, which can run only once; "
+            "give a Flow, a generator function or a step"
+        )
+    return body
+
+
+def _tasks(where: str, tasks: Any) -> Any:
+    """Freeze an iterable of tasks into a tuple; keep a function of the state as it is."""
+    if callable(tasks) and not isinstance(tasks, Iterable):
+        return tasks
+    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Iterable):
+        raise TypeError(f"{where}: tasks must be an iterable of tasks or a function of the state")
+    return tuple(tasks)
+
+
+_frozen = dataclass(frozen=True, slots=True, repr=False)
+
+
+@_frozen
+class Sequence(Step[Any]):
+    steps: tuple[Any, ...]
+
+
+def sequence(*steps: Any) -> Sequence:
+    """Run ``steps`` in order; ``yield`` gives the last one's result (``None`` when empty)."""
+    return Sequence(steps)
+
+
+@_frozen
+class Repeat(Step[None]):
+    body: Any
+    times: int | None = None
+
+
+def repeat(body: Any, times: int | None = None) -> Repeat:
+    """Run ``body`` ``times`` times, or forever; ``yield`` gives ``None``."""
+    if times is not None:
+        if isinstance(times, bool) or not isinstance(times, int):
+            raise TypeError(f"repeat: times must be an int or None, got {times!r}")
+        if times < 0:
+            raise ValueError(f"repeat: times must be >= 0, got {times!r}")
+    return Repeat(_reusable("repeat", body), times)
+
+
+@_frozen
+class Wait(Step[None]):
+    seconds: float
+
+
+def wait(seconds: float) -> Wait:
+    """Pause for ``seconds``; ``yield`` gives ``None``."""
+    return Wait(check_delay("wait", "seconds", seconds))
+
+
+@_frozen
+class WaitUntil(Step[Any]):
+    predicate: Callable[[Any], Any]
+    timeout: float | None = None
+
+
+def wait_until(predicate: Callable[[Any], Any], timeout: float | None = None) -> WaitUntil:
+    """Block until ``predicate(state)`` is truthy; ``yield`` gives that state.
+
+    Re-checked after every signal and state change, never on a timer.  Raises
+    ``FlowTimeout`` after ``timeout`` seconds, and whatever ``predicate`` raises.
+    """
+    if not callable(predicate):
+        raise TypeError(f"wait_until: predicate must be callable, got {predicate!r}")
+    return WaitUntil(predicate, check_optional_delay("wait_until", "timeout", timeout))
+
+
+@_frozen
+class Debounce(Step[Any]):
+    seconds: float
+
+
+def debounce(seconds: float) -> Debounce:
+    """Wait until ``seconds`` pass with no signal or state change; ``yield`` gives the state."""
+    return Debounce(check_delay("debounce", "seconds", seconds))
+
+
+@_frozen
+class Receive(Step[Any]):
+    match: Callable[[Any], Any] | None = None
+    timeout: float | None = None
+
+
+def receive(match: Callable[[Any], Any] | None = None, timeout: float | None = None) -> Receive:
+    """Take the oldest mailbox message for which ``match`` is truthy; ``yield`` gives it.
+
+    Blocks until one arrives; raises ``FlowTimeout`` after ``timeout`` seconds.
+    """
+    if match is not None and not callable(match):
+        raise TypeError(f"receive: match must be callable or None, got {match!r}")
+    return Receive(match, check_optional_delay("receive", "timeout", timeout))
+
+
+@_frozen
+class SetState(Step[Any]):
+    fn: Callable[[Any], Any]
+
+
+def set_state(fn: Callable[[Any], Any]) -> SetState:
+    """Replace the state with ``fn(state)``; ``yield`` gives the new state."""
+    if not callable(fn):
+        raise TypeError(f"set_state: fn must be callable, got {fn!r}")
+    return SetState(fn)
+
+
+@_frozen
+class GetState(Step[Any]):
+    pass
+
+
+_GET_STATE = GetState()
+
+
+def get_state() -> GetState:
+    """``yield`` gives the current state."""
+    return _GET_STATE
+
+
+@_frozen
+class Run(Step[Any]):
+    fn: Callable[..., Any]
+    policy: RetryPolicy = RetryPolicy()
+    timeout: float | None = None
+
+
+_NO_RETRY = RetryPolicy()
+
+
+def run(
+    fn: Callable[..., Any],
+    *,
+    retries: int = 0,
+    backoff: Backoff = "constant",
+    base_delay: float = 0.0,
+    max_delay: float | None = None,
+    jitter: bool = False,
+    timeout: float | None = None,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    retry: RetryPolicy | None = None,
+) -> Run:
+    """Call ``fn(state)`` as concurrent work on the backend, retrying as asked.
+
+    ``yield`` gives the new state for ``Ok``, else the returned value.  When the
+    last attempt fails it raises the error itself (no retries) or
+    ``RetriesExhausted`` (with retries).
+    """
+    where = f"run({describe(fn)})"
+    if not callable(fn):
+        raise TypeError(f"run: fn must be callable, got {fn!r}")
+    options = (retries, backoff, base_delay, max_delay, jitter, retry_on)
+    if retry is not None:
+        if options != _DEFAULT_OPTIONS:
+            raise TypeError(f"{where}: pass retry=RetryPolicy(...) or separate retry options, not both")
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"{where}: retry must be a RetryPolicy, got {retry!r}")
+        policy = retry
+    elif options == _DEFAULT_OPTIONS:
+        policy = _NO_RETRY
+    else:
+        try:
+            policy = RetryPolicy(*options)
+        except (TypeError, ValueError) as error:
+            message = str(error).removeprefix("RetryPolicy: ")
+            raise type(error)(f"{where}: {message}") from None
+    return Run(fn, policy, check_optional_delay(where, "timeout", timeout))
+
+
+_DEFAULT_OPTIONS = (0, "constant", 0.0, None, False, (Exception,))
+
+
+@_frozen
+class Parallel(Step[list[Any]]):
+    tasks: Any
+    collect_as: Hashable | None = None
+    on_error: str = "fail_fast"
+
+
+def parallel(tasks: Any, *, collect_as: Hashable | None = None, on_error: str = "fail_fast") -> Parallel:
+    """Run all ``tasks`` concurrently; ``yield`` gives their results in task order.
+
+    Tasks are zero-argument callables (backend work) or flows (sub-flows on the
+    same state).  ``fail_fast`` cancels the rest at the first failure and raises
+    it; ``complete_all`` puts a ``Failure`` in place of each failed result.
+    """
+    check_choice("parallel", "on_error", on_error, ON_ERROR)
+    return Parallel(_tasks("parallel", tasks), collect_as, on_error)
+
+
+@_frozen
+class Race(Step[Any]):
+    tasks: Any
+    collect_as: Hashable | None = None
+
+
+def race(tasks: Any, *, collect_as: Hashable | None = None) -> Race:
+    """Run ``tasks`` concurrently; the first to finish wins and the others are cancelled.
+
+    ``yield`` gives the winner's result, or raises its error if it failed.
+    """
+    return Race(_tasks("race", tasks), collect_as)
+
+
+@_frozen
+class Each(Step[Any]):
+    source: Hashable | Callable[[Any], Iterable[Any]]
+    fn: Callable[..., Any]
+
+
+def each(key_or_fn: Hashable | Callable[[Any], Iterable[Any]], fn: Callable[..., Any]) -> Each:
+    """Call ``fn(item, state)`` for each item of ``state[key]`` (or of ``key_or_fn(state)``).
+
+    ``fn`` returns ``Ok(state)``, ``Skip(reason)`` or ``Error(reason)``; or it
+    is a generator function ``fn(item)`` run as a sub-flow per item.  The state
+    is committed after every item; ``yield`` gives the state after the loop.
+    """
+    if not callable(fn):
+        raise TypeError(f"each: fn must be callable, got {fn!r}")
+    return Each(key_or_fn, fn)
+
+
+@_frozen
+class Branch(Step[Any]):
+    selector: Callable[[Any], Any]
+    cases: Mapping[Any, Any]
+    default: Any = None
+
+
+def branch(selector: Callable[[Any], Any], cases: Mapping[Any, Any], default: Any = None) -> Branch:
+    """Run ``cases[selector(state)]`` (or ``default``); ``yield`` gives its result.
+
+    With no matching case and no default, ``KeyError`` is raised at the ``yield``.
+    """
+    if not callable(selector):
+        raise TypeError(f"branch: selector must be callable, got {selector!r}")
+    if not isinstance(cases, Mapping):
+        raise TypeError(f"branch: cases must be a mapping, got {cases!r}")
+    for body in cases.values():
+        _reusable("branch", body)
+    return Branch(selector, dict(cases), _reusable("branch", default))
+
+
+@_frozen
+class Embed(Step[Any]):
+    flow: Any
+    get: Callable[[Any], Any]
+    put: Callable[[Any, Any], Any]
+
+
+def embed(flow: Any, get: Callable[[Any], Any], put: Callable[[Any, Any], Any]) -> Embed:
+    """Run ``flow`` on a part of the state: it sees ``get(state)``; its updates ``u`` become ``put(state, u)``."""
+    if not (callable(get) and callable(put)):
+        raise TypeError("embed: get and put must be callable")
+    return Embed(flow, get, put)
+
+
+@_frozen
+class Timeout(Step[Any]):
+    step: Any
+    seconds: float
+    default: Any = MISSING
+
+
+def timeout(step: Any, seconds: float, default: Any | MissingType = MISSING) -> Timeout:
+    """Run ``step``, cancelling it after ``seconds``; then give ``default`` or raise ``FlowTimeout``."""
+    return Timeout(step, check_delay("timeout", "seconds", seconds), default)
+
+
+#: The public constructors, so an uncalled one yielded by mistake gets a hint.
+CONSTRUCTORS: frozenset[Callable[..., Any]] = frozenset(
+    {sequence, repeat, wait, wait_until, debounce, receive, set_state, get_state,
+     run, parallel, race, each, branch, embed, timeout}
+)
