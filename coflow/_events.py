@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Union
+
+from ._values import value
 
 if TYPE_CHECKING:
     from ._runner import Runner
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FlowState:
     """The state was replaced by one not equal to the previous."""
 
@@ -17,7 +18,7 @@ class FlowState:
     runner: Runner
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FlowDone:
     """The flow completed normally with this final state."""
 
@@ -25,7 +26,7 @@ class FlowDone:
     runner: Runner
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FlowError:
     """The flow failed; ``reason`` is the exception."""
 
@@ -33,7 +34,7 @@ class FlowError:
     runner: Runner
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class FlowRestarted:
     """A supervisor restarted the flow after ``reason``; its initial ``FlowState`` follows."""
 

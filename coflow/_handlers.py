@@ -13,7 +13,6 @@ import dataclasses
 import inspect
 import types
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any
 
 from ._errors import FlowTimeout, InvalidStep, RetriesExhausted, StepFailed
@@ -22,6 +21,7 @@ from ._location import INTERNAL_CODES
 from ._missing import MISSING
 from ._results import Error, Failure, Ok, Retry, Skip
 from ._runner import StateView
+from ._values import value
 from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task
 from ._steps import (
     CONSTRUCTORS,
@@ -148,7 +148,7 @@ def _receive(task: Task, step: Receive) -> Any:
 # -- work --------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Work(Step[Any]):
     """Internal: run ``fn(*args)`` once as backend work; ``yield`` gives its raw result."""
 
@@ -287,12 +287,12 @@ def _branch(task: Task, step: Branch) -> Any:
     key = step.selector(task.view.state)
     body = step.cases.get(key, step.default)
     if body is None:
-        raise KeyError(f"branch: no case for {key!r} and no default")
+        raise KeyError(f"flow {task.path()}: branch has no case for {key!r} and no default")
     task.frames.append(instantiate(body, "branch"))
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Tick(Step[None]):
     """Internal: a step that does nothing, so a long synchronous loop counts its steps."""
 
@@ -307,21 +307,25 @@ def _each(task: Task, step: Each) -> Any:
     return None
 
 
-def _items(state: Any, source: Any) -> Any:
+def _items(task: Task, source: Any) -> Any:
+    state = task.view.state
     if callable(source):
         items = source(state)
-    elif isinstance(state, dict):
-        if source not in state:
-            raise KeyError(f"each: the state has no key {source!r}")
+    elif isinstance(state, dict) and source in state:
         items = state[source]
     elif dataclasses.is_dataclass(state) and isinstance(source, str) and hasattr(state, source):
         items = getattr(state, source)
     else:
-        raise KeyError(f"each: the state has no key {source!r} (state: {type(state).__name__})")
+        raise KeyError(
+            f"flow {task.path()}: each({source!r}): the state has no such key "
+            f"(state: {type(state).__name__})"
+        )
     try:
         return iter(items)
     except TypeError:
-        raise TypeError(f"each: {describe(source)} gave {items!r}, which is not iterable") from None
+        raise TypeError(
+            f"flow {task.path()}: each({describe(source)}) got {items!r}, which is not iterable"
+        ) from None
 
 
 @internal
@@ -329,7 +333,7 @@ def _each_item(task: Task, step: Each) -> Frame:
     """``each``: one item at a time, committing the state after every item."""
     view = task.view
     fn = step.fn
-    items = _items(view.state, step.source)
+    items = _items(task, step.source)
     if inspect.isgeneratorfunction(fn):
         for item in items:
             yield fn(item)
@@ -342,7 +346,10 @@ def _each_item(task: Task, step: Each) -> Frame:
         elif cls is Error:
             raise _error_of(result.reason)
         elif cls is not Skip:
-            raise TypeError(f"each: {describe(fn)} must return Ok, Skip or Error, got {result!r}")
+            raise TypeError(
+                f"flow {task.path()}: each callback {describe(fn)} must return Ok, Skip or "
+                f"Error, got {result!r}"
+            )
         yield _TICK
     return view.state
 
@@ -350,14 +357,16 @@ def _each_item(task: Task, step: Each) -> Frame:
 # -- branches: parallel, race, timeout, embed -----------------------------------
 
 
-def _collect(state: Any, key: Hashable, value: Any) -> Any:
+def _collect(task: Task, key: Hashable, value: Any) -> Any:
     """The state with ``value`` stored under ``key`` (``collect_as``)."""
+    state = task.view.state
     if isinstance(state, dict):
         return {**state, key: value}
     if dataclasses.is_dataclass(state) and not isinstance(state, type):
         return dataclasses.replace(state, **{str(key): value})
     raise TypeError(
-        f"collect_as={key!r} needs a dict or dataclass state, got {type(state).__name__}"
+        f"flow {task.path()}: collect_as={key!r} needs a dict or dataclass state, "
+        f"got {type(state).__name__} {state!r}"
     )
 
 
@@ -376,7 +385,9 @@ def _task_bodies(task: Task, tasks: Any, where: str) -> list[Frame]:
         elif callable(item):
             bodies.append(_work_body(item))
         else:
-            raise TypeError(f"{where}: a task must be a callable or a flow, got {item!r}")
+            raise TypeError(
+                f"flow {task.path()}: {where} task must be a callable or a flow, got {item!r}"
+            )
     return bodies
 
 
@@ -400,7 +411,7 @@ class _AllJoin(Join):
     def result(self) -> tuple[Any, BaseException | None]:
         if self.settled:
             return self.outcome
-        return _collected(self.parent.view, self.collect_as, self.results)
+        return _collected(self.parent, self.collect_as, self.results)
 
 
 class _RaceJoin(Join):
@@ -414,13 +425,13 @@ class _RaceJoin(Join):
         value, error = self.outcome
         if error is not None:
             return self.outcome
-        return _collected(self.parent.view, self.collect_as, value)
+        return _collected(self.parent, self.collect_as, value)
 
 
-def _collected(view: StateView, key: Hashable | None, value: Any) -> tuple[Any, BaseException | None]:
+def _collected(task: Task, key: Hashable | None, value: Any) -> tuple[Any, BaseException | None]:
     if key is not None:
         try:
-            view.replace_state(_collect(view.state, key, value))
+            task.view.replace_state(_collect(task, key, value))
         except Exception as error:
             return None, error
     return value, None
@@ -430,7 +441,7 @@ def _collected(view: StateView, key: Hashable | None, value: Any) -> tuple[Any, 
 def _parallel(task: Task, step: Parallel) -> Any:
     bodies = _task_bodies(task, step.tasks, "parallel")
     if not bodies:
-        value, error = _collected(task.view, step.collect_as, [])
+        value, error = _collected(task, step.collect_as, [])
         if error is not None:
             raise error
         return value
@@ -445,7 +456,7 @@ def _parallel(task: Task, step: Parallel) -> Any:
 def _race(task: Task, step: Race) -> Any:
     bodies = _task_bodies(task, step.tasks, "race")
     if not bodies:
-        raise ValueError("race: no tasks, so no winner could ever finish")
+        raise ValueError(f"flow {task.path()}: race has no tasks, so it could never finish")
     join = _RaceJoin(task, step)
     for body in bodies:
         join.spawn(body, task.view)
@@ -521,7 +532,8 @@ def _fallback(task: Task, value: Any) -> Any:
         return None
     hint = ""
     if _hashable(value) and value in CONSTRUCTORS:
-        hint = f"; did you mean to call it: {value.__name__}(...)?"
+        arguments = "..." if inspect.signature(value).parameters else ""
+        hint = f"; did you mean to call it, as in {value.__name__}({arguments})?"
     raise InvalidStep(
         f"flow {task.path()} yielded {value!r}, which is neither a step nor a flow{hint}"
     )

@@ -2,43 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ._values import value
 from ._missing import MISSING, MissingType
 
 S = TypeVar("S")
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Ok(Generic[S]):
     """Continue with ``state`` as the flow's new state."""
 
     state: S
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Retry(Generic[S]):
     """Try the ``run`` again, first replacing the state with ``new_state`` when given."""
 
     new_state: S | MissingType = MISSING
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Error:
     """Fail this attempt; ``run`` retries it, ``each`` raises it at the ``yield``."""
 
     reason: Any
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Skip:
     """``each``: leave the state unchanged for this item and go on."""
 
     reason: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class Failure:
     """Stands in for a failed task's result under ``parallel(..., on_error="complete_all")``."""
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Union
 
+from ._values import value
 from ._validate import check_choice, check_delay, check_optional_delay
 
 BACKOFFS = ("constant", "linear", "exponential")
 Backoff = Union[str, Callable[[int], float]]
 
 
-@dataclass(frozen=True, slots=True)
+@value
 class RetryPolicy:
     """The retry options of ``run`` as one reusable, comparable value."""
 

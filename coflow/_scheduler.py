@@ -107,8 +107,8 @@ class Task:
                 if error is None:
                     step = gen.send(value)
                 else:
-                    step = gen.throw(error)
-                    error = None
+                    thrown, error = error, None
+                    step = gen.throw(thrown)
             except StopIteration as stop:
                 frames.pop()
                 value = stop.value

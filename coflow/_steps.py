@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
+from ._values import value
 from ._validate import check_choice, check_delay, check_optional_delay
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _tasks(where: str, tasks: Any) -> Any:
     return tuple(tasks)
 
 
-_frozen = dataclass(frozen=True, slots=True, repr=False)
+_frozen = value(repr=False)
 
 
 @_frozen
