@@ -1,0 +1,83 @@
+"""wait(seconds): a pause of exactly that long, on the backend's clock."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import coflow
+from coflow import parallel, wait
+
+Gen = Generator[Any, Any, Any]
+
+
+def test_wait_pauses_for_the_given_time(backend: Any, timeline: Any) -> None:
+    results: list[Any] = []
+
+    def body() -> Gen:
+        timeline.log("start")
+        results.append((yield wait(0.1)))
+        timeline.log("after 0.1")
+        results.append((yield wait(0.2)))
+        timeline.log("after 0.3")
+
+    runner = coflow.start(body, initial_state="unchanged", backend=backend)
+
+    assert runner.result(timeout=5) == "unchanged"
+    assert results == [None, None]
+    timeline.assert_matches([(0.0, "start"), (0.1, "after 0.1"), (0.3, "after 0.3")])
+
+
+def test_flows_that_wait_interleave_by_time(backend: Any, timeline: Any) -> None:
+    def ticker(name: str, pauses: list[float]) -> Gen:
+        for pause in pauses:
+            yield wait(pause)
+            timeline.log(name)
+
+    fast = coflow.start(ticker("fast", [0.1, 0.1, 0.1]), backend=backend)
+    slow = coflow.start(ticker("slow", [0.15, 0.1]), backend=backend)
+
+    fast.result(timeout=5)
+    slow.result(timeout=5)
+    timeline.assert_matches(
+        [(0.1, "fast"), (0.15, "slow"), (0.2, "fast"), (0.25, "slow"), (0.3, "fast")]
+    )
+
+
+def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(backend: Any, timeline: Any) -> None:
+    def yielding(name: str) -> Gen:
+        timeline.log(f"{name}1")
+        yield wait(0)
+        timeline.log(f"{name}2")
+        yield wait(0)
+        timeline.log(f"{name}3")
+
+    def body() -> Gen:
+        yield parallel([yielding("a"), yielding("b")])
+
+    runner = coflow.start(body, backend=backend)
+
+    runner.result(timeout=5)
+    timeline.assert_matches(
+        [(0.0, "a1"), (0.0, "b1"), (0.0, "a2"), (0.0, "b2"), (0.0, "a3"), (0.0, "b3")]
+    )
+
+
+def test_a_flow_waiting_does_not_hold_up_another_flow(backend: Any, timeline: Any) -> None:
+    def sleeper() -> Gen:
+        yield wait(0.3)
+        timeline.log("sleeper woke")
+
+    def busy() -> Gen:
+        for step in range(3):
+            yield coflow.set_state(lambda state: state + 1)
+            timeline.log(("busy", step))
+
+    sleeping = coflow.start(sleeper, backend=backend)
+    working = coflow.start(busy, initial_state=0, backend=backend)
+
+    assert working.result(timeout=5) == 3
+    sleeping.result(timeout=5)
+    timeline.assert_matches(
+        [(0.0, ("busy", 0)), (0.0, ("busy", 1)), (0.0, ("busy", 2)), (0.3, "sleeper woke")]
+    )
