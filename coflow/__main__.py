@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from ._demo import BACKENDS, run_demo
+from ._demo import BACKENDS, DEFAULT_BACKEND, run_demo
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m coflow",
-        description="coflow: lightweight flows (debounce, retries, sagas, parallel work) for Python.",
+        description="coflow: small long-lived flows (debounce, retries, sagas) for Python.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser(
@@ -33,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=BACKENDS,
         default=None,
         metavar="NAME",
-        help=f"the backend to run on in real time (one of: {', '.join(BACKENDS)}; default: {BACKENDS[0]})",
+        help=f"the backend to run on in real time (one of: {', '.join(BACKENDS)}; "
+        f"default: {DEFAULT_BACKEND})",
     )
     return parser
 
@@ -45,8 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.virtual and args.backend not in (None, "virtual"):
-        parser.error("--virtual runs on the virtual backend; it cannot be combined with --backend " + args.backend)
-    return run_demo(backend_name=args.backend, virtual=args.virtual)
+        parser.error(f"--virtual runs on the virtual clock; it excludes --backend {args.backend}")
+    status = run_demo(backend_name=args.backend, virtual=args.virtual)
+    if status:
+        # The output was closed early (`demo | head`): keep the interpreter's final flush quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return status
 
 
 if __name__ == "__main__":

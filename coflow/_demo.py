@@ -21,11 +21,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
+from ._backend import BACKEND_NAMES, resolve_backend
 from ._errors import FlowFailed, FlowStopped
+from ._events import FlowDone, FlowState
 
 EXAMPLES = ("sync_book", "import_books", "order_saga")
-#: The backends ``--backend`` accepts; the first is the default.
-BACKENDS = ("virtual",)
+#: The backends ``--backend`` accepts, and the one used when none is named.
+BACKENDS = BACKEND_NAMES
+DEFAULT_BACKEND = "virtual"
 
 
 def load_examples() -> list[ModuleType]:
@@ -80,24 +83,71 @@ def run_paced(
         sleep(tick)
 
 
-def describe(event: Any) -> tuple[str, Any]:
-    """``(kind, payload)`` of a notify event: its class in short, and its state or reason."""
-    kind = type(event).__name__.removeprefix("Flow").lower()
-    payload = getattr(event, "state", getattr(event, "reason", event))
-    return kind, payload
+def shorten(value: Any, width: int) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def format_event(seconds: float, flow_name: str, event: Any) -> str:
-    kind, payload = describe(event)
-    return f"{seconds:7.3f}  {flow_name:<12}  {kind:<9}  {payload!r}"
+def changes(previous: Any, state: Any) -> str:
+    """What a new state changed: ``key=value`` for each changed key of a dict, else the state."""
+    if not (isinstance(previous, dict) and isinstance(state, dict)):
+        return shorten(state, 100)
+    changed = [
+        f"{key}={shorten(value, 60)}"
+        for key, value in state.items()
+        if key not in previous or previous[key] != value
+    ]
+    changed += [f"-{key}" for key in previous if key not in state]
+    return " ".join(changed) or "(unchanged)"
 
 
-def make_backend(name: str) -> Any:
-    if name == "virtual":
-        from coflow.backends.virtual import VirtualBackend
+class EventPrinter:
+    """The demo's notify: one line per event, with its time since the example began.
 
-        return VirtualBackend()
-    raise ValueError(f"unknown backend {name!r}; valid names: {', '.join(BACKENDS)}")
+    A state is shown as what changed since the flow's previous state, so each line
+    says what the event did.
+    """
+
+    def __init__(self, backend: Any, out: TextIO) -> None:
+        self.backend = backend
+        self.out = out
+        self.origin = backend.now()
+        self.states: dict[Any, Any] = {}
+        #: Set when the output was closed (``demo | head``): the demo then stops early.
+        self.closed = False
+
+    def write(self, line: str) -> None:
+        if self.closed:
+            return
+        try:
+            print(line, file=self.out, flush=True)
+        except BrokenPipeError:
+            self.closed = True
+
+    def begin(self, title: str) -> None:
+        self.origin = self.backend.now()
+        self.states.clear()
+        self.write(f"\n== {title}")
+
+    def watch(self, runners: Iterable[Any]) -> None:
+        """Remember each runner's initial state, to show its first event as a change too."""
+        for runner in runners:
+            self.states.setdefault(runner.id, runner.get_state())
+
+    def __call__(self, event: Any) -> None:
+        runner = event.runner
+        if isinstance(event, (FlowState, FlowDone)):
+            previous = self.states.get(runner.id, _NOTHING)
+            self.states[runner.id] = event.state
+            text = "" if event.state == previous else changes(previous, event.state)
+        else:
+            text = shorten(getattr(event, "reason", event), 100)
+        kind = type(event).__name__.removeprefix("Flow").lower()
+        seconds = self.backend.now() - self.origin
+        self.write(f"{seconds:7.3f}  {runner.name:<12}  {kind:<5}  {text}".rstrip())
+
+
+_NOTHING = object()
 
 
 def run_demo(
@@ -111,24 +161,26 @@ def run_demo(
 ) -> int:
     """Run each example in turn, printing its notify events; return the exit status."""
     out = sys.stdout if out is None else out
-    name = "virtual" if virtual else (backend_name or BACKENDS[0])
-    backend = make_backend(name)
+    name = "virtual" if virtual else (backend_name or DEFAULT_BACKEND)
+    backend = resolve_backend(name)
     mode = "virtual clock, no real time passes" if virtual else "real time"
-    print(f"coflow demo on the {name} backend ({mode})", file=out, flush=True)
+    printer = EventPrinter(backend, out)
+    printer.write(f"coflow demo on the {name} backend ({mode})")
     for example in load_examples() if examples is None else examples:
-        title = (example.__doc__ or example.__name__).strip().splitlines()[0]
-        print(f"\n== {example.__name__.rpartition('.')[2]}: {title}", file=out, flush=True)
-        origin = backend.now()
-
-        def notify(event: Any, origin: float = origin) -> None:
-            print(format_event(backend.now() - origin, event.runner.name, event), file=out, flush=True)
-
-        runners = example.start(backend, notify)
+        if printer.closed:
+            break
+        title = (example.__doc__ or "").strip().splitlines()[0:1]
+        printer.begin(" ".join([example.__name__.rpartition(".")[2] + ":", *title]))
+        runners = example.start(backend, printer)
+        printer.watch(runners)
         if name == "virtual" and not virtual:
             run_paced(backend, runners, clock=clock, sleep=sleep)
         for runner in runners:
             try:
                 runner.result(timeout=30)
-            except (FlowFailed, FlowStopped):
-                pass  # already shown as the flow's last event, or a stop
-    return 0
+            except FlowFailed:
+                pass  # already shown: a failed flow's last event is its error
+            except FlowStopped:
+                # A stopped flow sends no event after the stop; say why it went quiet.
+                printer.write(f"{'':7}  {runner.name:<12}  stopped")
+    return 1 if printer.closed else 0

@@ -1,0 +1,121 @@
+"""Debounced sync with retries.
+
+A book is edited in a burst: four edits, 0.1 s apart.  The flow waits until
+the book is dirty, waits for 0.5 s of quiet (each edit restarts the wait),
+then pushes the book to an API that fails its first two calls.  ``run``
+retries with exponential backoff (0.2 s, then 0.4 s), so the burst becomes
+exactly one sync:
+
+====  =====================================================
+time  what happens
+====  =====================================================
+0.0   edit 1 (``dirty`` becomes true, the debounce starts)
+0.3   edit 4, the last one
+0.8   quiet for 0.5 s: ``dirty`` becomes ``"processing"``,
+      attempt 1 fails
+1.0   attempt 2 fails (after 0.2 s)
+1.4   attempt 3 succeeds (after 0.4 s): ``dirty`` is false
+2.5   the driver stops the flow
+====  =====================================================
+
+Run it with ``python -m examples.sync_book`` or ``python -m coflow demo``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
+
+import coflow
+from coflow import Ok, debounce, run, set_state, wait, wait_until
+
+BookState = dict[str, Any]
+Notify = Callable[[Any], None]
+Record = tuple[float, str, Any]
+
+
+class FlakyBookAPI:
+    """A fake remote API whose first ``failures`` calls raise ``ConnectionError``."""
+
+    def __init__(self, failures: int = 2) -> None:
+        self.failures = failures
+        self.calls: list[tuple[str, bool]] = []  # (book_id, succeeded), one per attempt
+
+    def sync_book(self, book_id: str) -> None:
+        succeeded = len(self.calls) >= self.failures
+        self.calls.append((book_id, succeeded))
+        if not succeeded:
+            raise ConnectionError(f"sync of {book_id!r} failed (attempt {len(self.calls)})")
+
+
+def push_book(api: FlakyBookAPI, state: BookState) -> Ok[BookState]:
+    api.sync_book(state["book_id"])  # raising is an error: `run` retries it
+    return Ok({**state, "dirty": False, "synced": state["synced"] + 1})
+
+
+def sync_book(api: FlakyBookAPI) -> Iterator[Any]:
+    """Keep one book in sync: one push per burst of edits, retried on errors."""
+    while True:
+        yield wait_until(lambda state: state["dirty"] is True)
+        yield debounce(0.5)
+        yield set_state(lambda state: {**state, "dirty": "processing"})
+        yield run(partial(push_book, api), retries=3, backoff="exponential", base_delay=0.2)
+
+
+def mark_dirty(state: BookState) -> BookState:
+    return {**state, "dirty": True, "edits": state["edits"] + 1}
+
+
+def editor(
+    book: coflow.Runner, edits: int = 4, every: float = 0.1, stop_after: float = 2.5
+) -> Iterator[Any]:
+    """Drive the example: a burst of edits, then stop the sync flow."""
+    for _ in range(edits):
+        book.signal(mark_dirty)
+        yield wait(every)
+    yield wait(stop_after - edits * every)
+    book.stop()
+
+
+def start(backend: Any, notify: Notify, api: FlakyBookAPI | None = None) -> list[coflow.Runner]:
+    """Start the sync flow and its driver on ``backend``; return the runners to wait for."""
+    api = FlakyBookAPI() if api is None else api
+    book = coflow.start(
+        sync_book(api),
+        initial_state={"book_id": "b-1", "dirty": False, "edits": 0, "synced": 0},
+        notify=notify,
+        backend=backend,
+        name="sync_book",
+    )
+    driver = coflow.start(editor(book), backend=backend, name="editor")
+    return [book, driver]
+
+
+def main(backend: Any = None, notify: Callable[[Record], None] | None = None,
+         api: FlakyBookAPI | None = None) -> list[Record]:
+    """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
+    if backend is None:
+        from coflow.backends.virtual import VirtualBackend
+
+        backend = VirtualBackend()
+    origin = backend.now()
+    records: list[Record] = []
+
+    def record(event: Any) -> None:
+        entry = (backend.now() - origin, event.runner.name, event)
+        records.append(entry)
+        if notify is not None:
+            notify(entry)
+
+    for runner in start(backend, record, api):
+        try:
+            runner.result(timeout=10)
+        except (coflow.FlowFailed, coflow.FlowStopped):
+            pass  # the sync flow runs until stopped; its events tell the story
+    return records
+
+
+if __name__ == "__main__":
+    for seconds, name, event in main():
+        print(f"{seconds:7.3f}  {name:<10}  {event}")
