@@ -14,7 +14,6 @@ builds them with ``python -m build``)::
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -147,24 +146,33 @@ def copy_source_tree(destination: Path) -> Path:
     return Path(shutil.copytree(REPO_ROOT, destination, ignore=ignore))
 
 
-def have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+def installed(distribution: str) -> str | None:
+    """The installed version of ``distribution``, or None.
+
+    Asks the installed distributions rather than the import system: after an in-tree
+    build, the repository's own ``build/`` directory would pass for the ``build`` package.
+    """
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def setuptools_can_build_wheels() -> bool:
     """setuptools >= 70.1 builds wheels on its own; older ones need the ``wheel`` package."""
-    if not have("setuptools"):
+    version = installed("setuptools")
+    if version is None:
         return False
-    if have("wheel"):
+    if installed("wheel") is not None:
         return True
-    major, minor = (int(part) for part in importlib.metadata.version("setuptools").split(".")[:2])
+    major, minor = (int(part) for part in version.split(".")[:2])
     return (major, minor) >= (70, 1)
 
 
 def build_wheel(out_dir: Path, work_dir: Path) -> Path:
     """Build a wheel from a clean copy of the repository, offline when the tools allow it."""
     source = copy_source_tree(work_dir / "source")
-    if have("pip") and setuptools_can_build_wheels():
+    if installed("pip") and setuptools_can_build_wheels():
         command = [
             sys.executable,
             "-m",
@@ -178,7 +186,7 @@ def build_wheel(out_dir: Path, work_dir: Path) -> Path:
             str(out_dir),
             str(source),
         ]
-    elif have("build"):
+    elif installed("build"):
         # Needs the network, to fetch setuptools into an isolated environment.
         command = [sys.executable, "-m", "build", "--wheel", "--outdir", str(out_dir), str(source)]
     else:
