@@ -38,6 +38,25 @@ class _Call:
         self.callback = None
 
 
+def _new_call(callback: Callable[..., Any], args: tuple[Any, ...]) -> _Call:
+    call = _new(_Call)
+    _set_callback(call, callback)
+    _set_args(call, args)
+    return call
+
+
+# Built through the slot descriptors: this is the virtual clock's hottest allocation.
+_new = object.__new__
+_set_callback = _Call.callback.__set__  # type: ignore[attr-defined]
+_set_args = _Call.args.__set__  # type: ignore[attr-defined]
+
+
+def _fire(call: _Call) -> None:
+    """Run a timer that was due, unless it was cancelled after it joined the ready queue."""
+    if call.callback is not None:
+        call.callback(*call.args)
+
+
 class _DoneWork:
     """Inline work has always finished: cancelling it only means its result is ignored."""
 
@@ -57,7 +76,8 @@ class VirtualBackend(Backend):
 
     def __init__(self, start: float = 0.0, seed: int = 0, max_steps: int = 1_000_000) -> None:
         self._now = float(start)
-        self._ready: deque[_Call] = deque()
+        #: (callback, args) pairs, FIFO.
+        self._ready: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._timers: list[tuple[float, int, _Call]] = []
         self._order = itertools.count()
         self._driving = False
@@ -73,13 +93,13 @@ class VirtualBackend(Backend):
         return self._now
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
-        self._ready.append(_Call(callback, args))
+        self._ready.append((callback, args))
 
     call_soon_threadsafe = call_soon  # deque.append is atomic; nothing runs between calls anyway
 
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> _Call:
-        call = _Call(callback, args)
-        heapq.heappush(self._timers, (when, next(self._order), call))
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Call:
+        call = _new_call(callback, args)
+        heapq.heappush(self._timers, (self._now + delay, next(self._order), call))
         return call
 
     def start_work(
@@ -144,16 +164,27 @@ class VirtualBackend(Backend):
 
     def run(self, until: float | None = None) -> None:
         """Jump from timer to timer until nothing is left, or until time ``until``."""
+        timers, ready = self._timers, self._ready
         with self._drive():
             while True:
-                if self._ready:
+                if ready:
                     self._run_once()
                     continue
-                when = self._next_deadline()
-                if when is None or (until is not None and when > until):
+                if not timers:
                     break
-                self._now = max(self._now, when)
-                self._run_once()
+                when, _, call = timers[0]
+                if call.callback is None:
+                    heapq.heappop(timers)  # lazily drop a cancelled timer
+                    continue
+                if until is not None and when > until:
+                    break
+                if when > self._now:
+                    self._now = when
+                if len(timers) > 1 and timers[1][0] <= when or len(timers) > 2 and timers[2][0] <= when:
+                    self._run_once()  # a tie: all timers due now join the ready queue in order
+                    continue
+                heapq.heappop(timers)
+                call.callback(*call.args)  # the only timer due and nothing ready: run it directly
             if until is not None and until > self._now:
                 self._now = until
 
@@ -172,12 +203,10 @@ class VirtualBackend(Backend):
     def _run_once(self) -> None:
         timers, ready, now = self._timers, self._ready, self._now
         while timers and timers[0][0] <= now:
-            ready.append(heapq.heappop(timers)[2])
+            ready.append((_fire, (heapq.heappop(timers)[2],)))
         for _ in range(len(ready)):
-            call = ready.popleft()
-            callback = call.callback
-            if callback is not None:
-                callback(*call.args)
+            callback, args = ready.popleft()
+            callback(*args)
 
     def _drive(self) -> _Driving:
         return _Driving(self)

@@ -3,7 +3,7 @@
 The scheduler never sleeps, spawns or reads a clock itself: it asks its
 backend.  A backend gives it five things: the time (``now``), ready work in
 FIFO order (``call_soon``, and ``call_soon_threadsafe`` from any thread),
-timers (``call_at``), concurrent work (``start_work``), and a way for a caller
+timers (``call_later``), concurrent work (``start_work``), and a way for a caller
 to block until a :class:`Latch` is set (``wait_latch`` / ``wait_latch_async``).
 Every callback a backend runs for the scheduler runs on the scheduler, one at
 a time.
@@ -71,8 +71,11 @@ class Backend(ABC):
         """Like ``call_soon``, from any thread; work posted from one thread keeps its order."""
 
     @abstractmethod
-    def call_at(self, when: float, callback: Callable[..., Any], *args: Any) -> Handle:
-        """Run ``callback(*args)`` on the scheduler at ``when``; ties fire in the order set."""
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Handle:
+        """Run ``callback(*args)`` on the scheduler ``delay`` seconds from now.
+
+        Timers due at the same time fire in the order they were set.
+        """
 
     @abstractmethod
     def start_work(

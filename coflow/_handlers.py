@@ -80,9 +80,8 @@ def _get_state(task: Task, step: GetState) -> Any:
 
 @handles(Wait)
 def _wait(task: Task, step: Wait) -> Any:
-    backend = task.runner.backend
     task.waiting = step
-    task.timer = backend.call_at(backend.now() + step.seconds, _wait_over, task)
+    task.timer = task.runner.backend.call_later(step.seconds, _wait_over, task)
     return SUSPEND
 
 
@@ -99,8 +98,7 @@ def _wait_until(task: Task, step: WaitUntil) -> Any:
     task.waiting = step
     task.runner.block(task)
     if step.timeout is not None:
-        backend = task.runner.backend
-        task.timer = backend.call_at(backend.now() + step.timeout, _timed_out, task, "wait_until")
+        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, "wait_until")
     return SUSPEND
 
 
@@ -117,15 +115,20 @@ def _debounce(task: Task, step: Debounce) -> Any:
     task.waiting = step
     task.deadline = backend.now() + step.seconds
     task.runner.block(task)
-    task.timer = backend.call_at(task.deadline, _debounce_check, task)
+    task.timer = backend.call_later(step.seconds, _debounce_check, task)
     return SUSPEND
 
 
+#: Real clocks may fire a timer a hair early; sooner than this before the deadline re-arms.
+_EARLY = 1e-6
+
+
 def _debounce_check(task: Task) -> None:
-    """The quiet period may have been restarted since this timer was set: re-arm if so."""
+    """Signals restart the quiet period without touching the timer: re-arm if it moved."""
     backend = task.runner.backend
-    if backend.now() < task.deadline:
-        task.timer = backend.call_at(task.deadline, _debounce_check, task)
+    remaining = task.deadline - backend.now()
+    if remaining > _EARLY:
+        task.timer = backend.call_later(remaining, _debounce_check, task)
         return
     task.runner.unblock(task)
     task.timer = task.waiting = None
@@ -140,8 +143,7 @@ def _receive(task: Task, step: Receive) -> Any:
     task.waiting = step
     task.runner.block(task)
     if step.timeout is not None:
-        backend = task.runner.backend
-        task.timer = backend.call_at(backend.now() + step.timeout, _timed_out, task, "receive")
+        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, "receive")
     return SUSPEND
 
 
@@ -196,7 +198,7 @@ def _work(task: Task, step: Work) -> Any:
     waiter = _WorkWaiter(task, step)
     waiter.handle = backend.start_work(step.fn, step.args, waiter.done)
     if step.timeout is not None:
-        waiter.timer = backend.call_at(backend.now() + step.timeout, waiter.time_out)
+        waiter.timer = backend.call_later(step.timeout, waiter.time_out)
     task.waiting = waiter
     return SUSPEND
 
@@ -483,8 +485,7 @@ class _TimeoutJoin(Join):
 def _timeout(task: Task, step: Timeout) -> Any:
     join = _TimeoutJoin(task, step)
     join.spawn(instantiate(step.step, "timeout"), task.view)
-    backend = task.runner.backend
-    join.timer = backend.call_at(backend.now() + step.seconds, join.expire)
+    join.timer = task.runner.backend.call_later(step.seconds, join.expire)
     task.waiting = join
     return SUSPEND
 

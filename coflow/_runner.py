@@ -19,6 +19,7 @@ from ._backend import Backend, Latch, resolve_backend
 from ._errors import Cancelled, FlowFailed, FlowNotRunning, FlowStopped, FlowTimeout
 from ._events import FlowDone, FlowError, FlowEvent, FlowState
 from ._flow import Flow, flow_name, instantiate
+from ._future import SignalFuture
 from ._location import add_note
 from ._missing import MISSING
 from ._scheduler import Task
@@ -40,15 +41,6 @@ class StateView(Protocol):
     def replace_state(self, new_state: Any) -> None: ...
 
 
-def _same(new: Any, old: Any) -> bool:
-    if new is old:
-        return True
-    try:
-        return bool(new == old)
-    except Exception:
-        return False  # incomparable states count as a change
-
-
 class Runner:
     """A running flow: signal it, send it messages, read it, observe it, stop it."""
 
@@ -57,35 +49,44 @@ class Runner:
         "_cleanup_errors",
         "_done_latch",
         "_error",
+        "_id",
         "_mailbox",
         "_root",
         "_sinks",
         "_stopping",
         "backend",
         "flow",
-        "id",
         "name",
         "state",
         "status",
     )
 
     def __init__(self, flow: Any, backend: Backend, initial_state: Any, name: str,
-                 sinks: list[Notify]) -> None:
-        self.id = next(_ids)
+                 sinks: tuple[Notify, ...]) -> None:
+        self._id = 0
         self.name = name
         self.flow = flow
         self.backend = backend
         self.state = initial_state
         #: "running" | "done" | "failed" | "stopped"
         self.status = "running"
+        #: Notify targets; replaced, never mutated, so the scheduler can iterate it safely.
         self._sinks = sinks
         self._root: Task | None = None
-        self._blocked: list[Task] | None = None
+        #: Tasks blocked on state changes or messages: None, one Task, or a list when several.
+        self._blocked: Task | list[Task] | None = None
         self._mailbox: deque[Any] | None = None
         self._done_latch: Latch | None = None
         self._error: BaseException | None = None
         self._cleanup_errors: list[BaseException] | None = None
         self._stopping = False
+
+    @property
+    def id(self) -> int:
+        """A number unique to this runner in this process."""
+        if not self._id:
+            self._id = next(_ids)  # drawn on first use: most runners never need one
+        return self._id
 
     def __repr__(self) -> str:
         return f"<Runner {self.id} {self.name!r} {self.status}>"
@@ -99,7 +100,7 @@ class Runner:
         If ``fn`` raises, the state is unchanged and the future holds the error.
         """
         self._check_running("signal")
-        future: Future[Any] = Future()
+        future: SignalFuture[Any] = SignalFuture()
         self.backend.call_soon_threadsafe(self._apply_signal, fn, future)
         return future
 
@@ -139,7 +140,7 @@ class Runner:
         """The notify events from now on, as an iterator and an async iterator."""
         stream = EventStream(self)
         if self.status == "running":
-            self._sinks.append(stream)
+            self._sinks = (*self._sinks, stream)
             self.backend.call_soon_threadsafe(self._close_if_ended, stream)
         else:
             stream.closed = True
@@ -149,8 +150,15 @@ class Runner:
 
     def replace_state(self, new_state: Any, signalled: bool = False) -> None:
         """Make ``new_state`` current; notify if it differs, then wake what waits on changes."""
-        changed = not _same(new_state, self.state)
+        old_state = self.state
         self.state = new_state
+        if new_state is old_state:
+            changed = False
+        else:
+            try:
+                changed = not (new_state == old_state)
+            except Exception:
+                changed = True  # incomparable states count as a change
         if changed:
             if self._sinks and not self._stopping:
                 self._emit(FlowState(new_state, self))
@@ -160,9 +168,8 @@ class Runner:
             self._state_changed()
 
     def _state_changed(self) -> None:
-        assert self._blocked is not None
         now = self.backend.now()
-        for task in list(self._blocked):
+        for task in self._blocked_tasks():
             waiting = task.waiting
             if type(waiting) is Debounce:
                 task.deadline = now + waiting.seconds
@@ -180,15 +187,27 @@ class Runner:
 
     def block(self, task: Task) -> None:
         """Register ``task`` as waiting on state changes or messages."""
-        if self._blocked is None:
-            self._blocked = [task]
+        blocked = self._blocked
+        if blocked is None:
+            self._blocked = task
+        elif isinstance(blocked, list):
+            blocked.append(task)
         else:
-            self._blocked.append(task)
+            self._blocked = [blocked, task]
 
     def unblock(self, task: Task) -> None:
         blocked = self._blocked
-        if blocked and task in blocked:
+        if blocked is task:
+            self._blocked = None
+        elif isinstance(blocked, list) and task in blocked:
             blocked.remove(task)
+
+    def _blocked_tasks(self) -> list[Task]:
+        """A snapshot, so that waking tasks may unblock while it is walked."""
+        blocked = self._blocked
+        if blocked is None:
+            return []
+        return list(blocked) if isinstance(blocked, list) else [blocked]
 
     def take_message(self, match: Callable[[Any], Any] | None) -> Any:
         """The oldest matching message, removed from the mailbox; ``MISSING`` if none."""
@@ -203,7 +222,7 @@ class Runner:
     def _deliver(self, message: Any) -> None:
         if self.status != "running":
             return
-        for task in self._blocked or ():
+        for task in self._blocked_tasks():
             waiting = task.waiting
             if type(waiting) is Receive:
                 try:
@@ -220,19 +239,19 @@ class Runner:
             self._mailbox = deque()
         self._mailbox.append(message)
 
-    def _apply_signal(self, fn: Callable[[Any], Any], future: Future[Any]) -> None:
+    def _apply_signal(self, fn: Callable[[Any], Any], future: SignalFuture[Any]) -> None:
+        if not future.claim():
+            return  # cancelled by the caller before it was applied
         if self.status != "running":
-            future.set_exception(FlowNotRunning(self.name, self.status, "signal"))
-            return
-        if future.cancelled():
+            future.settle(None, FlowNotRunning(self.name, self.status, "signal"))
             return
         try:
             new_state = fn(self.state)
         except Exception as error:
-            future.set_exception(error)
+            future.settle(None, error)
             return
         self.replace_state(new_state, signalled=True)
-        future.set_result(new_state)
+        future.settle(new_state, None)
 
     def _stop(self) -> None:
         if self.status == "running" and not self._stopping:
@@ -395,7 +414,7 @@ def start(
     if initial_state is MISSING:
         initial_state = flow.initial_state if isinstance(flow, Flow) else None
     body = instantiate(flow, "coflow.start")
-    sinks = [] if notify is None else [_sink(notify)]
+    sinks = () if notify is None else (_sink(notify),)
     runner = Runner(flow, resolved, initial_state, name or flow_name(flow), sinks)
     root = Task(runner, runner, body)
     runner._root = root

@@ -60,9 +60,7 @@ class Task:
     __slots__ = (
         "cancel_depth",
         "cancel_pending",
-        "cancelling",
         "deadline",
-        "finished",
         "frames",
         "index",
         "join",
@@ -86,10 +84,9 @@ class Task:
         self.timer: Any = None
         self.deadline = 0.0
         self.spin = 0
-        self.cancelling = False
+        #: -1 until cancelled; then the stack depth down to which frames still get Cancelled.
+        self.cancel_depth = -1
         self.cancel_pending = False
-        self.cancel_depth = 0
-        self.finished = False
 
     # -- the step loop -------------------------------------------------------
 
@@ -112,7 +109,7 @@ class Task:
             except StopIteration as stop:
                 frames.pop()
                 value = stop.value
-                if self.cancelling and len(frames) < self.cancel_depth:
+                if len(frames) < self.cancel_depth:
                     # The frame swallowed its Cancelled: the cancellation goes on outward.
                     self.cancel_depth = len(frames)
                     value, error = None, Cancelled()
@@ -143,7 +140,7 @@ class Task:
     def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
         """Account for ``error`` leaving ``gen`` (still on the stack); return what goes on outward."""
         depth = len(self.frames) - 1
-        if self.cancelling and depth < self.cancel_depth:
+        if depth < self.cancel_depth:
             self.cancel_depth = depth
             if not isinstance(error, Cancelled):
                 self.runner.cleanup_failed(error, self.path())
@@ -165,7 +162,6 @@ class Task:
             )
 
     def _finish(self, value: Any, error: BaseException | None) -> None:
-        self.finished = True
         if self.join is not None:
             self.join.child_finished(self, value, error)
         else:
@@ -184,9 +180,8 @@ class Task:
 
     def cancel(self) -> None:
         """Cancel the task (see the module docstring); idempotent."""
-        if self.finished or self.cancelling:
-            return
-        self.cancelling = True
+        if not self.frames or self.cancel_depth >= 0:
+            return  # finished, or already cancelling
         self.cancel_pending = True
         self.cancel_depth = len(self.frames)
         waiting = self.waiting

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
-from ._values import value
+from ._values import fast_builder, value
 from ._validate import check_choice, check_delay, check_optional_delay
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ FlowLike = Union["Flow", Callable[[], Generator[Any, Any, Any]], Generator[Any, 
 State = Any
 
 ON_ERROR = ("fail_fast", "complete_all")
+_INFINITY = float("inf")
 
 
 def describe(value: Any) -> str:
@@ -115,9 +116,14 @@ class Wait(Step[None]):
     seconds: float
 
 
+_build_wait = fast_builder(Wait)
+
+
 def wait(seconds: float) -> Wait:
     """Pause for ``seconds``; ``yield`` gives ``None``."""
-    return Wait(check_delay("wait", "seconds", seconds))
+    if seconds.__class__ is not float or not 0.0 <= seconds < _INFINITY:  # NaN fails both
+        seconds = check_delay("wait", "seconds", seconds)
+    return _build_wait(seconds)  # type: ignore[no-any-return]
 
 
 @_frozen
@@ -168,11 +174,14 @@ class SetState(Step[Any]):
     fn: Callable[[Any], Any]
 
 
+_build_set_state = fast_builder(SetState)
+
+
 def set_state(fn: Callable[[Any], Any]) -> SetState:
     """Replace the state with ``fn(state)``; ``yield`` gives the new state."""
     if not callable(fn):
         raise TypeError(f"set_state: fn must be callable, got {fn!r}")
-    return SetState(fn)
+    return _build_set_state(fn)  # type: ignore[no-any-return]
 
 
 @_frozen
