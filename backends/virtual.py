@@ -38,15 +38,8 @@ class _Call:
         self.callback = None
 
 
-def _new_call(callback: Callable[..., Any], args: tuple[Any, ...]) -> _Call:
-    call = _new(_Call)
-    _set_callback(call, callback)
-    _set_args(call, args)
-    return call
-
-
-# Built through the slot descriptors: this is the virtual clock's hottest allocation.
 _new = object.__new__
+_heappush = heapq.heappush
 _set_callback = _Call.callback.__set__  # type: ignore[attr-defined]
 _set_args = _Call.args.__set__  # type: ignore[attr-defined]
 
@@ -98,8 +91,10 @@ class VirtualBackend(Backend):
     call_soon_threadsafe = call_soon  # deque.append is atomic; nothing runs between calls anyway
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Call:
-        call = _new_call(callback, args)
-        heapq.heappush(self._timers, (self._now + delay, next(self._order), call))
+        call = _new(_Call)  # through the slot descriptors: the clock's hottest allocation
+        _set_callback(call, callback)
+        _set_args(call, args)
+        _heappush(self._timers, (self._now + delay, next(self._order), call))
         return call
 
     def start_work(
@@ -108,22 +103,19 @@ class VirtualBackend(Backend):
         args: tuple[Any, ...],
         done: Callable[[Any, BaseException | None], Any],
     ) -> _DoneWork:
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "func", None)):
-            raise TypeError(
-                f"{describe(fn)} is a coroutine function, which the virtual backend cannot await; "
-                "give a plain function, or run the flow on the asyncio backend"
-            )
         value: Any = None
         error: BaseException | None = None
         try:
             value = fn(*args)
         except Exception as raised:
             error = raised
-        if inspect.isawaitable(value):
+        if hasattr(value.__class__, "__await__"):
+            # A coroutine function's body has not started: close it and refuse it.
             if inspect.iscoroutine(value):
                 value.close()
-            value, error = None, TypeError(
-                f"{describe(fn)} returned an awaitable, which the virtual backend cannot await"
+            raise TypeError(
+                f"{describe(fn)} gave an awaitable (is it a coroutine function?), which the "
+                "virtual backend cannot await; give a plain function, or use the asyncio backend"
             )
         self.call_soon(done, value, error)
         return _DONE_WORK
@@ -180,11 +172,13 @@ class VirtualBackend(Backend):
                     break
                 if when > self._now:
                     self._now = when
-                if len(timers) > 1 and timers[1][0] <= when or len(timers) > 2 and timers[2][0] <= when:
-                    self._run_once()  # a tie: all timers due now join the ready queue in order
-                    continue
                 heapq.heappop(timers)
-                call.callback(*call.args)  # the only timer due and nothing ready: run it directly
+                if timers and timers[0][0] <= when:
+                    # A tie: every timer due now joins the ready queue, in the order set.
+                    ready.append((_fire, (call,)))
+                    self._run_once()
+                    continue
+                call.callback(*call.args)  # the only timer due, nothing ready: run it directly
             if until is not None and until > self._now:
                 self._now = until
 

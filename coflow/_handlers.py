@@ -81,13 +81,8 @@ def _get_state(task: Task, step: GetState) -> Any:
 @handles(Wait)
 def _wait(task: Task, step: Wait) -> Any:
     task.waiting = step
-    task.timer = task.runner.backend.call_later(step.seconds, _wait_over, task)
+    task.timer = task.runner.backend.call_later(step.seconds, task.drive, None, None)
     return SUSPEND
-
-
-def _wait_over(task: Task) -> None:
-    task.timer = task.waiting = None
-    task.drive(None, None)
 
 
 @handles(WaitUntil)

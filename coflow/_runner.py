@@ -152,6 +152,8 @@ class Runner:
         """Make ``new_state`` current; notify if it differs, then wake what waits on changes."""
         old_state = self.state
         self.state = new_state
+        if not self._sinks and not self._blocked:
+            return  # nobody to notify or wake: equality need not be computed
         if new_state is old_state:
             changed = False
         else:

@@ -92,11 +92,13 @@ class Task:
 
     def drive(self, value: Any, error: BaseException | None) -> None:
         """Resume the top frame with ``value`` (or ``error``) and run until the task blocks."""
+        self.waiting = None
         if self.cancel_pending:
             self.cancel_pending = False
             value, error = None, Cancelled()
         frames = self.frames
         dispatch = DISPATCH
+        fallback = FALLBACK[0]
         budget = SLICE
         while True:
             gen = frames[-1]
@@ -126,7 +128,7 @@ class Task:
                 continue
             budget -= 1
             try:
-                value = dispatch.get(step.__class__, FALLBACK[0])(self, step)
+                value = dispatch.get(step.__class__, fallback)(self, step)
             except Exception as failed:
                 value, error = None, failed
                 continue

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
 
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
-from ._values import fast_builder, value
+from ._values import value
 from ._validate import check_choice, check_delay, check_optional_delay
 
 if TYPE_CHECKING:
@@ -116,14 +116,18 @@ class Wait(Step[None]):
     seconds: float
 
 
-_build_wait = fast_builder(Wait)
-
-
 def wait(seconds: float) -> Wait:
     """Pause for ``seconds``; ``yield`` gives ``None``."""
     if seconds.__class__ is not float or not 0.0 <= seconds < _INFINITY:  # NaN fails both
         seconds = check_delay("wait", "seconds", seconds)
-    return _build_wait(seconds)  # type: ignore[no-any-return]
+    step = _new(Wait)
+    _set_seconds(step, seconds)
+    return step
+
+
+# The hottest constructors skip the dataclass __init__ and set the slot directly.
+_new = object.__new__
+_set_seconds = Wait.seconds.__set__  # type: ignore[attr-defined]
 
 
 @_frozen
@@ -174,14 +178,16 @@ class SetState(Step[Any]):
     fn: Callable[[Any], Any]
 
 
-_build_set_state = fast_builder(SetState)
+_set_fn = SetState.fn.__set__  # type: ignore[attr-defined]
 
 
 def set_state(fn: Callable[[Any], Any]) -> SetState:
     """Replace the state with ``fn(state)``; ``yield`` gives the new state."""
     if not callable(fn):
         raise TypeError(f"set_state: fn must be callable, got {fn!r}")
-    return _build_set_state(fn)  # type: ignore[no-any-return]
+    step = _new(SetState)
+    _set_fn(step, fn)
+    return step
 
 
 @_frozen
