@@ -40,8 +40,8 @@ class _Call:
 
 _new = object.__new__
 _heappush = heapq.heappush
-_set_callback = _Call.callback.__set__  # type: ignore[attr-defined]
-_set_args = _Call.args.__set__  # type: ignore[attr-defined]
+_set_callback = _Call.__dict__["callback"].__set__
+_set_args = _Call.__dict__["args"].__set__
 
 
 def _fire(call: _Call) -> None:
@@ -78,7 +78,8 @@ class VirtualBackend(Backend):
         self.max_steps = max_steps
 
     def __repr__(self) -> str:
-        return f"<VirtualBackend now={self._now:g} ready={len(self._ready)} timers={len(self._timers)}>"
+        ready, timers = len(self._ready), len(self._timers)
+        return f"<VirtualBackend now={self._now:g} ready={ready} timers={timers}>"
 
     # -- the backend interface ---------------------------------------------------
 

@@ -52,7 +52,7 @@ class StepFailed(FlowException):
 
 
 class RetriesExhausted(FlowException):
-    """Every attempt of a ``run`` failed; ``last_error`` (also ``__cause__``) is the last one's error."""
+    """Every attempt of a ``run`` failed; ``last_error`` (also ``__cause__``) is the last error."""
 
     def __init__(self, attempts: int, last_error: BaseException) -> None:
         self.attempts = attempts

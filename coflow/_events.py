@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ._values import value
 
@@ -42,4 +42,4 @@ class FlowRestarted:
     runner: Runner
 
 
-FlowEvent = Union[FlowState, FlowDone, FlowError, FlowRestarted]
+FlowEvent = FlowState | FlowDone | FlowError | FlowRestarted

@@ -55,16 +55,22 @@ class Flow:
 
 
 @overload
-def flow(body: Callable[..., FlowGenerator] | Step[Any], *, initial_state: Any = None,
-         name: str | None = None) -> Flow: ...
+def flow(
+    body: Callable[..., FlowGenerator] | Step[Any],
+    *,
+    initial_state: Any = None,
+    name: str | None = None,
+) -> Flow: ...
 @overload
-def flow(*, initial_state: Any = None, name: str | None = None) -> Callable[[Callable[..., FlowGenerator]], Flow]: ...
+def flow(
+    *, initial_state: Any = None, name: str | None = None
+) -> Callable[[Callable[..., FlowGenerator]], Flow]: ...
 
 
 def flow(
     body: Any = MISSING, *, initial_state: Any = None, name: str | None = None
 ) -> Flow | Callable[[Callable[..., FlowGenerator]], Flow]:
-    """Make a ``Flow``: ``@flow(initial_state=...)`` on a generator function, or ``flow(step, ...)``."""
+    """Make a ``Flow``: ``@flow(initial_state=...)`` on a generator function, or ``flow(step)``."""
     if body is not MISSING:
         return Flow(body, initial_state, name)
 

@@ -21,7 +21,6 @@ from ._location import INTERNAL_CODES
 from ._missing import MISSING
 from ._results import Error, Failure, Ok, Retry, Skip
 from ._runner import StateView
-from ._values import value
 from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task
 from ._steps import (
     CONSTRUCTORS,
@@ -43,6 +42,7 @@ from ._steps import (
     WaitUntil,
     describe,
 )
+from ._values import value
 
 
 def handles(step_type: type) -> Callable[[Callable[[Task, Any], Any]], Callable[[Task, Any], Any]]:
@@ -170,7 +170,10 @@ class _WorkWaiter:
         if self.timer is not None:
             self.timer.cancel()
         if self.timed_out:
-            value, error = None, FlowTimeout(f"run({describe(self.step.fn)})", self.step.timeout or 0.0)
+            value, error = (
+                None,
+                FlowTimeout(f"run({describe(self.step.fn)})", self.step.timeout or 0.0),
+            )
         task = self.task
         task.waiting = None
         task.drive(value, error)
@@ -471,7 +474,9 @@ class _TimeoutJoin(Join):
     def expire(self) -> None:
         self.timer = None
         if self.step.default is MISSING:
-            self.settle(None, FlowTimeout(f"timeout({describe(self.step.step)})", self.step.seconds))
+            self.settle(
+                None, FlowTimeout(f"timeout({describe(self.step.step)})", self.step.seconds)
+            )
         else:
             self.settle(self.step.default, None)
 
@@ -490,7 +495,9 @@ class _Lens:
 
     __slots__ = ("get", "parent", "put")
 
-    def __init__(self, parent: StateView, get: Callable[[Any], Any], put: Callable[[Any, Any], Any]) -> None:
+    def __init__(
+        self, parent: StateView, get: Callable[[Any], Any], put: Callable[[Any, Any], Any]
+    ) -> None:
         self.parent = parent
         self.get = get
         self.put = put

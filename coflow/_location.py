@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Generator, Sequence
-from types import CodeType
-from typing import Any
+from types import CodeType, GeneratorType
+from typing import Any, cast
 
 #: Code objects of the scheduler's own generators (sequence, run, each, ...): never shown as flows.
 INTERNAL_CODES: set[CodeType] = set()
@@ -28,15 +28,19 @@ def add_note(error: BaseException, note: str) -> None:
         notes.append(note)
 
 
+def _code(gen: Generator[Any, Any, Any]) -> CodeType:
+    return cast(GeneratorType, gen).gi_code  # type: ignore[type-arg]
+
+
 def is_user_frame(gen: Generator[Any, Any, Any]) -> bool:
-    return gen.gi_code not in INTERNAL_CODES
+    return _code(gen) not in INTERNAL_CODES
 
 
 def yield_site(error: BaseException, gen: Generator[Any, Any, Any]) -> str | None:
-    """``file:line`` of ``gen``'s last frame in ``error``'s traceback (where it raised or yielded)."""
+    """``file:line`` of ``gen``'s last frame in ``error``'s traceback: where it raised."""
     site = None
     tb = error.__traceback__
-    code = gen.gi_code
+    code = _code(gen)
     while tb is not None:
         if tb.tb_frame.f_code is code:
             site = f"{code.co_filename}:{tb.tb_lineno}"
@@ -47,7 +51,7 @@ def yield_site(error: BaseException, gen: Generator[Any, Any, Any]) -> str | Non
 def flow_path(runner_name: str, frames: Sequence[Generator[Any, Any, Any]]) -> str:
     """``runner > sub > subsub``, eliding the middle of very deep paths."""
     names = [runner_name]
-    names.extend(gen.__name__ for gen in frames if is_user_frame(gen))
+    names.extend(_code(gen).co_name for gen in frames if is_user_frame(gen))
     if len(names) > _MAX_PATH:
         hidden = len(names) - _MAX_PATH
         names = [*names[: _MAX_PATH // 2], f"... {hidden} more ...", *names[-_MAX_PATH // 2 :]]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from ._values import value
 from ._missing import MISSING, MissingType
+from ._values import value
 
 S = TypeVar("S")
 

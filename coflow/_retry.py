@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Union
 
-from ._values import value
 from ._validate import check_choice, check_delay, check_optional_delay
+from ._values import value
 
 BACKOFFS = ("constant", "linear", "exponential")
-Backoff = Union[str, Callable[[int], float]]
+Backoff = str | Callable[[int], float]
 
 
 @value

@@ -61,8 +61,9 @@ class Runner:
         "status",
     )
 
-    def __init__(self, flow: Any, backend: Backend, initial_state: Any, name: str,
-                 sinks: tuple[Notify, ...]) -> None:
+    def __init__(
+        self, flow: Any, backend: Backend, initial_state: Any, name: str, sinks: tuple[Notify, ...]
+    ) -> None:
         self._id = 0
         self.name = name
         self.flow = flow
@@ -374,7 +375,9 @@ class EventStream:
         while not self._events:
             if self.closed:
                 raise StopIteration
-            self._runner.backend.wait_latch(self._next_latch(), None, f"events of {self._runner.name!r}")
+            self._runner.backend.wait_latch(
+                self._next_latch(), None, f"events of {self._runner.name!r}"
+            )
         return self._events.popleft()
 
     def __aiter__(self) -> AsyncIterator[FlowEvent]:

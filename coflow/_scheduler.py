@@ -140,7 +140,7 @@ class Task:
                 return
 
     def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
-        """Account for ``error`` leaving ``gen`` (still on the stack); return what goes on outward."""
+        """Account for ``error`` leaving ``gen`` (still stacked); return what goes on outward."""
         depth = len(self.frames) - 1
         if depth < self.cancel_depth:
             self.cancel_depth = depth

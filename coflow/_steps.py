@@ -11,22 +11,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
-from ._values import value
 from ._validate import check_choice, check_delay, check_optional_delay
+from ._values import value
 
 if TYPE_CHECKING:
-    from ._flow import Flow
+    pass
 
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
-#: Anything accepted where a flow is: a Flow, a generator function, a generator object or a step.
-FlowLike = Union["Flow", Callable[[], Generator[Any, Any, Any]], Generator[Any, Any, Any], "Step[Any]"]
-State = Any
 
 ON_ERROR = ("fail_fast", "complete_all")
 _INFINITY = float("inf")
@@ -82,10 +79,9 @@ def _tasks(where: str, tasks: Any) -> Any:
     return tuple(tasks)
 
 
-_frozen = value(repr=False)
 
 
-@_frozen
+@value(repr=False)
 class Sequence(Step[Any]):
     steps: tuple[Any, ...]
 
@@ -95,7 +91,7 @@ def sequence(*steps: Any) -> Sequence:
     return Sequence(steps)
 
 
-@_frozen
+@value(repr=False)
 class Repeat(Step[None]):
     body: Any
     times: int | None = None
@@ -111,7 +107,7 @@ def repeat(body: Any, times: int | None = None) -> Repeat:
     return Repeat(_reusable("repeat", body), times)
 
 
-@_frozen
+@value(repr=False)
 class Wait(Step[None]):
     seconds: float
 
@@ -127,10 +123,10 @@ def wait(seconds: float) -> Wait:
 
 # The hottest constructors skip the dataclass __init__ and set the slot directly.
 _new = object.__new__
-_set_seconds = Wait.seconds.__set__  # type: ignore[attr-defined]
+_set_seconds = Wait.__dict__["seconds"].__set__
 
 
-@_frozen
+@value(repr=False)
 class WaitUntil(Step[Any]):
     predicate: Callable[[Any], Any]
     timeout: float | None = None
@@ -147,7 +143,7 @@ def wait_until(predicate: Callable[[Any], Any], timeout: float | None = None) ->
     return WaitUntil(predicate, check_optional_delay("wait_until", "timeout", timeout))
 
 
-@_frozen
+@value(repr=False)
 class Debounce(Step[Any]):
     seconds: float
 
@@ -157,7 +153,7 @@ def debounce(seconds: float) -> Debounce:
     return Debounce(check_delay("debounce", "seconds", seconds))
 
 
-@_frozen
+@value(repr=False)
 class Receive(Step[Any]):
     match: Callable[[Any], Any] | None = None
     timeout: float | None = None
@@ -173,12 +169,12 @@ def receive(match: Callable[[Any], Any] | None = None, timeout: float | None = N
     return Receive(match, check_optional_delay("receive", "timeout", timeout))
 
 
-@_frozen
+@value(repr=False)
 class SetState(Step[Any]):
     fn: Callable[[Any], Any]
 
 
-_set_fn = SetState.fn.__set__  # type: ignore[attr-defined]
+_set_fn = SetState.__dict__["fn"].__set__
 
 
 def set_state(fn: Callable[[Any], Any]) -> SetState:
@@ -190,7 +186,7 @@ def set_state(fn: Callable[[Any], Any]) -> SetState:
     return step
 
 
-@_frozen
+@value(repr=False)
 class GetState(Step[Any]):
     pass
 
@@ -203,7 +199,7 @@ def get_state() -> GetState:
     return _GET_STATE
 
 
-@_frozen
+@value(repr=False)
 class Run(Step[Any]):
     fn: Callable[..., Any]
     policy: RetryPolicy = RetryPolicy()
@@ -237,7 +233,9 @@ def run(
     options = (retries, backoff, base_delay, max_delay, jitter, retry_on)
     if retry is not None:
         if options != _DEFAULT_OPTIONS:
-            raise TypeError(f"{where}: pass retry=RetryPolicy(...) or separate retry options, not both")
+            raise TypeError(
+                f"{where}: pass retry=RetryPolicy(...) or separate retry options, not both"
+            )
         if not isinstance(retry, RetryPolicy):
             raise TypeError(f"{where}: retry must be a RetryPolicy, got {retry!r}")
         policy = retry
@@ -255,14 +253,16 @@ def run(
 _DEFAULT_OPTIONS = (0, "constant", 0.0, None, False, (Exception,))
 
 
-@_frozen
+@value(repr=False)
 class Parallel(Step[list[Any]]):
     tasks: Any
     collect_as: Hashable | None = None
     on_error: str = "fail_fast"
 
 
-def parallel(tasks: Any, *, collect_as: Hashable | None = None, on_error: str = "fail_fast") -> Parallel:
+def parallel(
+    tasks: Any, *, collect_as: Hashable | None = None, on_error: str = "fail_fast"
+) -> Parallel:
     """Run all ``tasks`` concurrently; ``yield`` gives their results in task order.
 
     Tasks are zero-argument callables (backend work) or flows (sub-flows on the
@@ -273,7 +273,7 @@ def parallel(tasks: Any, *, collect_as: Hashable | None = None, on_error: str = 
     return Parallel(_tasks("parallel", tasks), collect_as, on_error)
 
 
-@_frozen
+@value(repr=False)
 class Race(Step[Any]):
     tasks: Any
     collect_as: Hashable | None = None
@@ -287,7 +287,7 @@ def race(tasks: Any, *, collect_as: Hashable | None = None) -> Race:
     return Race(_tasks("race", tasks), collect_as)
 
 
-@_frozen
+@value(repr=False)
 class Each(Step[Any]):
     source: Hashable | Callable[[Any], Iterable[Any]]
     fn: Callable[..., Any]
@@ -305,7 +305,7 @@ def each(key_or_fn: Hashable | Callable[[Any], Iterable[Any]], fn: Callable[...,
     return Each(key_or_fn, fn)
 
 
-@_frozen
+@value(repr=False)
 class Branch(Step[Any]):
     selector: Callable[[Any], Any]
     cases: Mapping[Any, Any]
@@ -326,7 +326,7 @@ def branch(selector: Callable[[Any], Any], cases: Mapping[Any, Any], default: An
     return Branch(selector, dict(cases), _reusable("branch", default))
 
 
-@_frozen
+@value(repr=False)
 class Embed(Step[Any]):
     flow: Any
     get: Callable[[Any], Any]
@@ -334,13 +334,16 @@ class Embed(Step[Any]):
 
 
 def embed(flow: Any, get: Callable[[Any], Any], put: Callable[[Any, Any], Any]) -> Embed:
-    """Run ``flow`` on a part of the state: it sees ``get(state)``; its updates ``u`` become ``put(state, u)``."""
+    """Run ``flow`` on a part of the state.
+
+    It sees ``get(state)``, and each of its updates ``u`` becomes ``put(state, u)``.
+    """
     if not (callable(get) and callable(put)):
         raise TypeError("embed: get and put must be callable")
     return Embed(flow, get, put)
 
 
-@_frozen
+@value(repr=False)
 class Timeout(Step[Any]):
     step: Any
     seconds: float
@@ -348,12 +351,27 @@ class Timeout(Step[Any]):
 
 
 def timeout(step: Any, seconds: float, default: Any | MissingType = MISSING) -> Timeout:
-    """Run ``step``, cancelling it after ``seconds``; then give ``default`` or raise ``FlowTimeout``."""
+    """Run ``step``, cancelled after ``seconds``; then give ``default`` or raise ``FlowTimeout``."""
     return Timeout(step, check_delay("timeout", "seconds", seconds), default)
 
 
 #: The public constructors, so an uncalled one yielded by mistake gets a hint.
 CONSTRUCTORS: frozenset[Callable[..., Any]] = frozenset(
-    {sequence, repeat, wait, wait_until, debounce, receive, set_state, get_state,
-     run, parallel, race, each, branch, embed, timeout}
+    {
+        sequence,
+        repeat,
+        wait,
+        wait_until,
+        debounce,
+        receive,
+        set_state,
+        get_state,
+        run,
+        parallel,
+        race,
+        each,
+        branch,
+        embed,
+        timeout,
+    }
 )
