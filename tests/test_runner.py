@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 import coflow
-from coflow._backend import BACKEND_NAMES
 from coflow import (
     FlowDone,
     FlowError,
@@ -32,6 +31,7 @@ from coflow import (
     wait,
     wait_until,
 )
+from coflow._backend import BACKEND_NAMES
 
 if TYPE_CHECKING:
     from conftest import Timeline
