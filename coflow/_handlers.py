@@ -81,8 +81,11 @@ def _get_state(task: Task, step: GetState) -> Any:
 @handles(Wait)
 def _wait(task: Task, step: Wait) -> Any:
     task.waiting = step
-    task.timer = task.runner.backend.call_later(step.seconds, task.drive, None, None)
+    task.timer = task.runner.backend.call_later(step.seconds, _resume, task, None, None)
     return SUSPEND
+
+
+_resume = Task.drive  # unbound, so a timer allocates no bound method
 
 
 @handles(WaitUntil)
