@@ -1,9 +1,9 @@
 """``SignalFuture``: the ``concurrent.futures.Future`` that ``Runner.signal`` returns.
 
-A plain ``Future`` builds a ``threading.Condition`` up front, which costs more
-than applying a signal.  This one builds it only when someone reads, waits
-on, cancels or adds a callback to the future; a future nobody has looked at
-is settled without it, because nobody can be waiting.  ``_MAKING`` makes that
+A plain ``Future`` builds a ``threading.Condition`` (and two lists) up front,
+which costs more than applying a signal.  This one builds them only when
+someone reads, waits on, cancels or adds a callback to the future; a future
+nobody has looked at is settled without them, because nobody can be waiting.  ``_MAKING`` makes that
 check and the creation atomic with respect to each other.
 """
 
@@ -22,13 +22,12 @@ _MAKING = threading.Lock()
 class SignalFuture(Future[T]):
     """A ``Future`` whose condition variable is made on first use."""
 
-    def __init__(self) -> None:  # replaces Future.__init__, which makes the condition
-        self._lazy_condition: threading.Condition | None = None
-        self._state = PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
+    # Future.__init__ would make the condition: start from these class-level defaults instead.
+    __init__ = object.__init__
+    _lazy_condition: threading.Condition | None = None
+    _state = PENDING
+    _result: Any = None
+    _exception: BaseException | None = None
 
     @property
     def _condition(self) -> threading.Condition:  # type: ignore[override]
@@ -37,6 +36,9 @@ class SignalFuture(Future[T]):
             with _MAKING:
                 condition = self._lazy_condition
                 if condition is None:
+                    # Future only touches its waiter and callback lists under the condition.
+                    self._waiters: list[Any] = []
+                    self._done_callbacks: list[Any] = []
                     condition = self._lazy_condition = threading.Condition()
         return condition
 

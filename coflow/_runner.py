@@ -100,9 +100,11 @@ class Runner:
         Re-checks every blocked ``wait_until`` and restarts every ``debounce``.
         If ``fn`` raises, the state is unchanged and the future holds the error.
         """
-        self._check_running("signal")
+        if self.status != "running":
+            raise FlowNotRunning(self.name, self.status, "signal")
         future: SignalFuture[Any] = SignalFuture()
-        self.backend.call_soon_threadsafe(self._apply_signal, fn, future)
+        # Unbound, so that a signal allocates no bound method (signals come in floods).
+        self.backend.call_soon_threadsafe(Runner._apply_signal, self, fn, future)
         return future
 
     def send(self, message: Any) -> None:
@@ -171,22 +173,30 @@ class Runner:
             self._state_changed()
 
     def _state_changed(self) -> None:
-        now = self.backend.now()
-        for task in self._blocked_tasks():
-            waiting = task.waiting
-            if type(waiting) is Debounce:
-                task.deadline = now + waiting.seconds
-            elif type(waiting) is WaitUntil:
-                state = task.view.state
-                try:
-                    satisfied = waiting.predicate(state)
-                except Exception as error:
-                    self.unblock(task)
-                    task.wake_soon(None, error)
-                    continue
-                if satisfied:
-                    self.unblock(task)
-                    task.wake_soon(state, None)
+        blocked = self._blocked
+        if type(blocked) is Task:
+            self._recheck(blocked, self.backend.now())  # the common case: one waiter
+        else:
+            now = self.backend.now()
+            for task in self._blocked_tasks():
+                self._recheck(task, now)
+
+    def _recheck(self, task: Task, now: float) -> None:
+        """After a signal or a state change: restart a debounce, re-test a ``wait_until``."""
+        waiting = task.waiting
+        if type(waiting) is Debounce:
+            task.deadline = now + waiting.seconds
+        elif type(waiting) is WaitUntil:
+            state = task.view.state
+            try:
+                satisfied = waiting.predicate(state)
+            except Exception as error:
+                self.unblock(task)
+                task.wake_soon(None, error)
+                return
+            if satisfied:
+                self.unblock(task)
+                task.wake_soon(state, None)
 
     def block(self, task: Task) -> None:
         """Register ``task`` as waiting on state changes or messages."""
