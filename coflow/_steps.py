@@ -79,8 +79,6 @@ def _tasks(where: str, tasks: Any) -> Any:
     return tuple(tasks)
 
 
-
-
 @value(repr=False)
 class Sequence(Step[Any]):
     steps: tuple[Any, ...]
