@@ -40,6 +40,8 @@ class _Call:
 
 _new = object.__new__
 _heappush = heapq.heappush
+_heappop = heapq.heappop
+_INFINITY = float("inf")
 _set_callback = _Call.__dict__["callback"].__set__
 _set_args = _Call.__dict__["args"].__set__
 
@@ -158,6 +160,7 @@ class VirtualBackend(Backend):
     def run(self, until: float | None = None) -> None:
         """Jump from timer to timer until nothing is left, or until time ``until``."""
         timers, ready = self._timers, self._ready
+        horizon = _INFINITY if until is None else until
         with self._drive():
             while True:
                 if ready:
@@ -167,13 +170,13 @@ class VirtualBackend(Backend):
                     break
                 when, _, call = timers[0]
                 if call.callback is None:
-                    heapq.heappop(timers)  # lazily drop a cancelled timer
+                    _heappop(timers)  # lazily drop a cancelled timer
                     continue
-                if until is not None and when > until:
+                if when > horizon:
                     break
                 if when > self._now:
                     self._now = when
-                heapq.heappop(timers)
+                _heappop(timers)
                 if timers and timers[0][0] <= when:
                     # A tie: every timer due now joins the ready queue, in the order set.
                     ready.append((_fire, (call,)))

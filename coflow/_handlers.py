@@ -35,7 +35,6 @@ from ._steps import (
     Repeat,
     Run,
     Sequence,
-    SetState,
     Step,
     Timeout,
     Wait,
@@ -59,15 +58,7 @@ def internal(function: Callable[..., Frame]) -> Callable[..., Frame]:
     return function
 
 
-# -- state -----------------------------------------------------------------
-
-
-@handles(SetState)
-def _set_state(task: Task, step: SetState) -> Any:
-    view = task.view
-    new_state = step.fn(view.state)
-    view.replace_state(new_state)
-    return new_state
+# -- state (``set_state`` is run by the step loop itself) --------------------
 
 
 @handles(GetState)

@@ -11,6 +11,8 @@ Invariants, which every backend relies on:
   table keyed by the step's type.  A handler either returns the step's result
   at once (synchronous steps run inline, no trip through the backend) or
   returns ``SUSPEND`` after arranging for something to resume the task later.
+  ``set_state``, the commonest step and the body of every busy loop, is run
+  by the loop itself, saving a call per step.
 * Everything runs on the scheduler, one callback at a time: state is never
   touched by two pieces of code at once.  A task that wakes another never runs
   it inline: it posts it with ``call_soon``, so ready tasks run in FIFO order.
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import Cancelled, FlowException
 from ._location import add_note, flow_path, is_user_frame, yield_site
+from ._steps import SetState
 
 if TYPE_CHECKING:
     from ._runner import Runner, StateView
@@ -128,7 +131,12 @@ class Task:
                 continue
             budget -= 1
             try:
-                value = dispatch.get(step.__class__, fallback)(self, step)
+                if step.__class__ is SetState:  # the commonest step, the body of busy loops
+                    view = self.view
+                    value = step.fn(view.state)
+                    view.replace_state(value)
+                else:
+                    value = dispatch.get(step.__class__, fallback)(self, step)
             except Exception as failed:
                 value, error = None, failed
                 continue
