@@ -120,7 +120,7 @@ class VirtualBackend(Backend):
                 f"{describe(fn)} gave an awaitable (is it a coroutine function?), which the "
                 "virtual backend cannot await; give a plain function, or use the asyncio backend"
             )
-        self.call_soon(done, value, error)
+        self._ready.append((done, (value, error)))
         return _DONE_WORK
 
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:

@@ -139,59 +139,48 @@ def _receive(task: Task, step: Receive) -> Any:
 # -- work --------------------------------------------------------------------
 
 
-@value
-class Work(Step[Any]):
-    """Internal: run ``fn(*args)`` once as backend work; ``yield`` gives its raw result."""
+class Work:
+    """Internal step: run ``fn(*args)`` once as backend work; ``yield`` gives its raw result.
 
-    fn: Callable[..., Any]
-    args: tuple[Any, ...] = ()
-    timeout: float | None = None
+    Yielded fresh for every attempt, it is also what the task waits on: it
+    holds the work's handle and the attempt's optional timer.
+    """
 
+    __slots__ = ("args", "fn", "handle", "task", "timed_out", "timeout", "timer")
 
-class _WorkWaiter:
-    """A task blocked on backend work, with the attempt's optional time limit."""
-
-    __slots__ = ("handle", "step", "task", "timed_out", "timer")
-
-    def __init__(self, task: Task, step: Work) -> None:
-        self.task = task
-        self.step = step
-        self.timed_out = False
-        self.timer: Any = None
-        self.handle: Any = None
+    def __init__(
+        self, fn: Callable[..., Any], args: tuple[Any, ...] = (), timeout: float | None = None
+    ) -> None:
+        self.fn = fn
+        self.args = args
+        self.timeout = timeout  # ``timer`` and ``timed_out`` are set only when there is one
 
     def done(self, value: Any, error: BaseException | None) -> None:
-        if self.timer is not None:
+        if self.timeout is not None:
             self.timer.cancel()
-        if self.timed_out:
-            value, error = (
-                None,
-                FlowTimeout(f"run({describe(self.step.fn)})", self.step.timeout or 0.0),
-            )
-        task = self.task
-        task.waiting = None
-        task.drive(value, error)
+            if self.timed_out:
+                value, error = None, FlowTimeout(f"run({describe(self.fn)})", self.timeout)
+        self.task.drive(value, error)
 
     def time_out(self) -> None:
-        self.timer = None
         self.timed_out = True
         self.handle.cancel()
 
     def abort(self) -> None:
-        if self.timer is not None:
+        if self.timeout is not None:
             self.timer.cancel()
-            self.timer = None
         self.handle.cancel()
 
 
 @handles(Work)
-def _work(task: Task, step: Work) -> Any:
+def _work(task: Task, work: Work) -> Any:
     backend = task.runner.backend
-    waiter = _WorkWaiter(task, step)
-    waiter.handle = backend.start_work(step.fn, step.args, waiter.done)
-    if step.timeout is not None:
-        waiter.timer = backend.call_later(step.timeout, waiter.time_out)
-    task.waiting = waiter
+    work.task = task
+    work.handle = backend.start_work(work.fn, work.args, work.done)
+    if work.timeout is not None:
+        work.timed_out = False
+        work.timer = backend.call_later(work.timeout, work.time_out)
+    task.waiting = work
     return SUSPEND
 
 
@@ -209,13 +198,14 @@ def _error_of(reason: Any) -> BaseException:
 def _attempts(task: Task, step: Run) -> Frame:
     """``run``: call ``fn(state)`` until a result ends it or the retries are used up."""
     policy = step.policy
+    fn, timeout, retries, retry_on = step.fn, step.timeout, policy.retries, policy.retry_on
     view = task.view
     attempt = 0
     while True:
         attempt += 1
         try:
-            result = yield Work(step.fn, (view.state,), step.timeout)
-        except policy.retry_on as error:
+            result = yield Work(fn, (view.state,), timeout)
+        except retry_on as error:
             last_error: BaseException = error
         else:
             cls = result.__class__
@@ -226,19 +216,20 @@ def _attempts(task: Task, step: Run) -> Frame:
                 if result.new_state is not MISSING:
                     view.replace_state(result.new_state)
                 last_error = StepFailed(result)
-                if attempt > policy.retries:
+                if attempt > retries:
                     raise RetriesExhausted(attempt, last_error) from last_error
             elif cls is Error:
                 last_error = _error_of(result.reason)
             else:
                 return result
-        if attempt > policy.retries:
-            if policy.retries == 0:
+        if attempt > retries:
+            if retries == 0:
                 raise last_error
             raise RetriesExhausted(attempt, last_error) from last_error
-        delay = policy.delay(attempt, task.runner.backend.random)
-        if delay > 0:
-            yield Wait(delay)
+        if policy.waits:
+            delay = policy.delay(attempt, task.runner.backend.random)
+            if delay > 0:
+                yield Wait(delay)
 
 
 # -- composition ---------------------------------------------------------------

@@ -48,6 +48,11 @@ class RetryPolicy:
                 raise TypeError(f"{where}: retry_on must hold exception types, got {kind!r}")
         object.__setattr__(self, "retry_on", retry_on)
 
+    @property
+    def waits(self) -> bool:
+        """Whether any retry waits at all (``False`` for a zero constant backoff)."""
+        return bool(self.base_delay) or callable(self.backoff)
+
     def delay(self, k: int, rng: random.Random | None = None) -> float:
         """The delay before retry ``k`` (k = 1..retries); ``rng`` draws the jitter."""
         backoff = self.backoff
