@@ -71,8 +71,8 @@ class VirtualBackend(Backend):
 
     def __init__(self, start: float = 0.0, seed: int = 0, max_steps: int = 1_000_000) -> None:
         self._now = float(start)
-        #: (callback, args) pairs, FIFO.
-        self._ready: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        #: Callbacks and their argument tuples, alternately (no pair to allocate), FIFO.
+        self._ready: deque[Any] = deque()
         self._timers: list[tuple[float, int, _Call]] = []
         self._order = itertools.count()
         self._driving = False
@@ -80,7 +80,7 @@ class VirtualBackend(Backend):
         self.max_steps = max_steps
 
     def __repr__(self) -> str:
-        ready, timers = len(self._ready), len(self._timers)
+        ready, timers = len(self._ready) // 2, len(self._timers)
         return f"<VirtualBackend now={self._now:g} ready={ready} timers={timers}>"
 
     # -- the backend interface ---------------------------------------------------
@@ -89,7 +89,9 @@ class VirtualBackend(Backend):
         return self._now
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
-        self._ready.append((callback, args))
+        ready = self._ready
+        ready.append(callback)
+        ready.append(args)
 
     call_soon_threadsafe = call_soon  # deque.append is atomic; nothing runs between calls anyway
 
@@ -120,7 +122,8 @@ class VirtualBackend(Backend):
                 f"{describe(fn)} gave an awaitable (is it a coroutine function?), which the "
                 "virtual backend cannot await; give a plain function, or use the asyncio backend"
             )
-        self._ready.append((done, (value, error)))
+        self._ready.append(done)
+        self._ready.append((value, error))
         return _DONE_WORK
 
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
@@ -179,7 +182,8 @@ class VirtualBackend(Backend):
                 _heappop(timers)
                 if timers and timers[0][0] <= when:
                     # A tie: every timer due now joins the ready queue, in the order set.
-                    ready.append((_fire, (call,)))
+                    ready.append(_fire)
+                    ready.append((call,))
                     self._run_once()
                     continue
                 call.callback(*call.args)  # the only timer due, nothing ready: run it directly
@@ -201,10 +205,11 @@ class VirtualBackend(Backend):
     def _run_once(self) -> None:
         timers, ready, now = self._timers, self._ready, self._now
         while timers and timers[0][0] <= now:
-            ready.append((_fire, (heapq.heappop(timers)[2],)))
-        for _ in range(len(ready)):
-            callback, args = ready.popleft()
-            callback(*args)
+            ready.append(_fire)
+            ready.append((heapq.heappop(timers)[2],))
+        pop = ready.popleft
+        for _ in range(len(ready) >> 1):
+            pop()(*pop())
 
     def _drive(self) -> _Driving:
         return _Driving(self)

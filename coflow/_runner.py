@@ -173,11 +173,11 @@ class Runner:
             self._state_changed()
 
     def _state_changed(self) -> None:
+        now = self.backend.now()
         blocked = self._blocked
         if type(blocked) is Task:
-            self._recheck(blocked, self.backend.now())  # the common case: one waiter
+            self._recheck(blocked, now)  # the common case: one waiter, no list to copy
         else:
-            now = self.backend.now()
             for task in self._blocked_tasks():
                 self._recheck(task, now)
 
