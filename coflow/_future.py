@@ -1,17 +1,24 @@
 """``SignalFuture``: the ``concurrent.futures.Future`` that ``Runner.signal`` returns.
 
-A plain ``Future`` builds a ``threading.Condition`` (and two lists) up front,
-which costs more than applying a signal.  This one builds them only when
-someone reads, waits on, cancels or adds a callback to the future; a future
-nobody has looked at is settled without them, because nobody can be waiting.  ``_MAKING`` makes that
-check and the creation atomic with respect to each other.
+A plain ``Future`` builds a ``threading.Condition`` and two lists up front,
+and takes a lock at every transition: together that costs more than applying
+a signal.  This one builds them only when another thread looks at the future
+(reads, waits on it, or adds a callback), and is settled without a lock:
+
+* only the scheduler settles it, once, and a sent signal cannot be cancelled
+  (``cancel()`` returns ``False``, as for a call already running), so no
+  other transition competes with settling;
+* ``settle`` writes the outcome first and only then looks for a condition.
+  A reader that made the condition before that look is woken under it; one
+  that makes it after finds the outcome already there.  ``Future``'s own
+  methods read the state under the condition, so neither can miss it.
 """
 
 from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from concurrent.futures._base import FINISHED, PENDING, RUNNING
+from concurrent.futures._base import FINISHED, PENDING
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -42,23 +49,23 @@ class SignalFuture(Future[T]):
                     condition = self._lazy_condition = threading.Condition()
         return condition
 
-    def claim(self) -> bool:
-        """Mark the future running; ``False`` if it was cancelled first."""
-        with _MAKING:
-            if self._lazy_condition is None:
-                self._state = RUNNING
-                return True
-        return self.set_running_or_notify_cancel()
+    def cancel(self) -> bool:
+        """A sent signal is already on its way to the scheduler: it cannot be cancelled."""
+        return False
 
     def settle(self, result: Any, exception: BaseException | None) -> None:
-        """Set the result or the exception, once, after ``claim``."""
-        with _MAKING:
-            if self._lazy_condition is None:
-                self._result = result
-                self._exception = exception
-                self._state = FINISHED
-                return
-        if exception is None:
-            self.set_result(result)
-        else:
-            self.set_exception(exception)
+        """Set the outcome, once, on the scheduler; wake whoever already looked."""
+        self._result = result
+        self._exception = exception
+        self._state = FINISHED
+        condition = self._lazy_condition
+        if condition is None:
+            return  # nobody has looked yet: whoever looks later finds the outcome
+        with condition:
+            for waiter in self._waiters:
+                if exception is None:
+                    waiter.add_result(self)
+                else:
+                    waiter.add_exception(self)
+            condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]

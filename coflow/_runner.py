@@ -99,6 +99,7 @@ class Runner:
 
         Re-checks every blocked ``wait_until`` and restarts every ``debounce``.
         If ``fn`` raises, the state is unchanged and the future holds the error.
+        A sent signal cannot be cancelled: the future's ``cancel()`` returns ``False``.
         """
         if self.status != "running":
             raise FlowNotRunning(self.name, self.status, "signal")
@@ -253,8 +254,6 @@ class Runner:
         self._mailbox.append(message)
 
     def _apply_signal(self, fn: Callable[[Any], Any], future: SignalFuture[Any]) -> None:
-        if not future.claim():
-            return  # cancelled by the caller before it was applied
         if self.status != "running":
             future.settle(None, FlowNotRunning(self.name, self.status, "signal"))
             return
