@@ -15,6 +15,7 @@ import types
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from ._backend import Handle
 from ._errors import FlowTimeout, InvalidStep, RetriesExhausted, StepFailed
 from ._flow import Flow, instantiate, is_flow_like
 from ._location import INTERNAL_CODES
@@ -147,6 +148,10 @@ class Work:
     """
 
     __slots__ = ("args", "fn", "handle", "task", "timed_out", "timeout", "timer")
+    task: Task
+    handle: Handle
+    timer: Handle
+    timed_out: bool
 
     def __init__(
         self, fn: Callable[..., Any], args: tuple[Any, ...] = (), timeout: float | None = None
