@@ -30,7 +30,6 @@ Invariants, which every backend relies on:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,8 +39,6 @@ from ._steps import SetState
 
 if TYPE_CHECKING:
     from ._runner import Runner, StateView
-
-logger = logging.getLogger("coflow")
 
 Frame = Generator[Any, Any, Any]
 Handler = Callable[["Task", Any], Any]

@@ -11,17 +11,13 @@ from __future__ import annotations
 import dataclasses
 import inspect
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
 from ._validate import check_choice, check_delay, check_optional_delay
 from ._values import value
 
-if TYPE_CHECKING:
-    pass
-
-R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
 
@@ -33,6 +29,9 @@ def describe(value: Any) -> str:
     """A short, readable rendering of a step argument (functions by name)."""
     if inspect.isfunction(value) or inspect.ismethod(value) or inspect.isbuiltin(value):
         return str(value.__qualname__)
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        inner = ", ".join(describe(item) for item in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
     return repr(value)
 
 
@@ -202,6 +201,17 @@ class Run(Step[Any]):
     fn: Callable[..., Any]
     policy: RetryPolicy = RetryPolicy()
     timeout: float | None = None
+
+    def __repr__(self) -> str:
+        """``run(fn=push, retries=3, backoff='exponential')``: the options as they were given."""
+        shown = [f"fn={describe(self.fn)}"]
+        for field in dataclasses.fields(RetryPolicy):
+            given = getattr(self.policy, field.name)
+            if given != field.default:
+                shown.append(f"{field.name}={describe(given)}")
+        if self.timeout is not None:
+            shown.append(f"timeout={self.timeout!r}")
+        return f"run({', '.join(shown)})"
 
 
 _NO_RETRY = RetryPolicy()
