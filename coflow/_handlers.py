@@ -95,7 +95,7 @@ def _wait_until(task: Task, step: WaitUntil) -> Any:
 def _timed_out(task: Task, what: str) -> None:
     seconds = task.waiting.timeout
     task.runner.unblock(task)
-    task.timer = task.waiting = None
+    task.timer = None
     task.drive(None, FlowTimeout(what, seconds))
 
 
@@ -121,7 +121,7 @@ def _debounce_check(task: Task) -> None:
         task.timer = backend.call_later(remaining, _debounce_check, task)
         return
     task.runner.unblock(task)
-    task.timer = task.waiting = None
+    task.timer = None
     task.drive(task.view.state, None)
 
 
