@@ -18,10 +18,9 @@ from typing import Any
 
 import coflow
 from coflow import Failure, Ok, Skip, each, parallel
+from examples._recording import Notify, Record, print_records, record_events
 
 ImportState = dict[str, Any]
-Notify = Callable[[Any], None]
-Record = tuple[float, str, Any]
 
 CATALOGUE: dict[str, dict[str, Any]] = {
     "https://books.example/dune": {"title": "Dune", "isbn": "978-0441013593"},
@@ -78,30 +77,14 @@ def start(backend: Any, notify: Notify, api: FakeLibraryAPI | None = None,
     return [runner]
 
 
-def main(backend: Any = None, notify: Callable[[Record], None] | None = None,
-         api: FakeLibraryAPI | None = None, urls: list[str] | None = None) -> list[Record]:
+def main(
+    backend: Any = None,
+    notify: Callable[[Record], None] | None = None,
+    api: FakeLibraryAPI | None = None, urls: list[str] | None = None,
+) -> list[Record]:
     """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
-    if backend is None:
-        from coflow.backends.virtual import VirtualBackend
-
-        backend = VirtualBackend()
-    origin = backend.now()
-    records: list[Record] = []
-
-    def record(event: Any) -> None:
-        entry = (backend.now() - origin, event.runner.name, event)
-        records.append(entry)
-        if notify is not None:
-            notify(entry)
-
-    for runner in start(backend, record, api, urls):
-        try:
-            runner.result(timeout=10)
-        except coflow.FlowFailed:
-            pass  # reported to notify as a FlowError
-    return records
+    return record_events(partial(start, api=api, urls=urls), backend, notify)
 
 
 if __name__ == "__main__":
-    for seconds, name, event in main():
-        print(f"{seconds:7.3f}  {name:<12}  {event}")
+    print_records(main())

@@ -20,10 +20,9 @@ from typing import Any
 
 import coflow
 from coflow import Ok, run, set_state
+from examples._recording import Notify, Record, print_records, record_events
 
 OrderState = dict[str, Any]
-Notify = Callable[[Any], None]
-Record = tuple[float, str, Any]
 
 ORDERS: list[OrderState] = [
     {"order_id": "order-1", "sku": "dune-hc", "quantity": 1, "amount": 24.0,
@@ -119,30 +118,14 @@ def start(backend: Any, notify: Notify, shop: FakeShop | None = None,
     ]
 
 
-def main(backend: Any = None, notify: Callable[[Record], None] | None = None,
-         shop: FakeShop | None = None, orders: list[OrderState] | None = None) -> list[Record]:
+def main(
+    backend: Any = None,
+    notify: Callable[[Record], None] | None = None,
+    shop: FakeShop | None = None, orders: list[OrderState] | None = None,
+) -> list[Record]:
     """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
-    if backend is None:
-        from coflow.backends.virtual import VirtualBackend
-
-        backend = VirtualBackend()
-    origin = backend.now()
-    records: list[Record] = []
-
-    def record(event: Any) -> None:
-        entry = (backend.now() - origin, event.runner.name, event)
-        records.append(entry)
-        if notify is not None:
-            notify(entry)
-
-    for runner in start(backend, record, shop, orders):
-        try:
-            runner.result(timeout=10)
-        except coflow.FlowFailed:
-            pass  # reported to notify as a FlowError
-    return records
+    return record_events(partial(start, shop=shop, orders=orders), backend, notify)
 
 
 if __name__ == "__main__":
-    for seconds, name, event in main():
-        print(f"{seconds:7.3f}  {name:<8}  {event}")
+    print_records(main())

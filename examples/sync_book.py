@@ -29,10 +29,9 @@ from typing import Any
 
 import coflow
 from coflow import Ok, debounce, run, set_state, wait, wait_until
+from examples._recording import Notify, Record, print_records, record_events
 
 BookState = dict[str, Any]
-Notify = Callable[[Any], None]
-Record = tuple[float, str, Any]
 
 
 class FlakyBookAPI:
@@ -92,30 +91,14 @@ def start(backend: Any, notify: Notify, api: FlakyBookAPI | None = None) -> list
     return [book, driver]
 
 
-def main(backend: Any = None, notify: Callable[[Record], None] | None = None,
-         api: FlakyBookAPI | None = None) -> list[Record]:
+def main(
+    backend: Any = None,
+    notify: Callable[[Record], None] | None = None,
+    api: FlakyBookAPI | None = None,
+) -> list[Record]:
     """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
-    if backend is None:
-        from coflow.backends.virtual import VirtualBackend
-
-        backend = VirtualBackend()
-    origin = backend.now()
-    records: list[Record] = []
-
-    def record(event: Any) -> None:
-        entry = (backend.now() - origin, event.runner.name, event)
-        records.append(entry)
-        if notify is not None:
-            notify(entry)
-
-    for runner in start(backend, record, api):
-        try:
-            runner.result(timeout=10)
-        except (coflow.FlowFailed, coflow.FlowStopped):
-            pass  # the sync flow runs until stopped; its events tell the story
-    return records
+    return record_events(partial(start, api=api), backend, notify)
 
 
 if __name__ == "__main__":
-    for seconds, name, event in main():
-        print(f"{seconds:7.3f}  {name:<10}  {event}")
+    print_records(main())
