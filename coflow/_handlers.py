@@ -85,10 +85,15 @@ def _wait_until(task: Task, step: WaitUntil) -> Any:
     state = task.view.state
     if step.predicate(state):
         return state
+    return _block(task, step, "wait_until")
+
+
+def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
+    """Suspend until a state change or a message wakes the task, or its timeout passes."""
     task.waiting = step
     task.runner.block(task)
     if step.timeout is not None:
-        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, "wait_until")
+        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, what)
     return SUSPEND
 
 
@@ -130,11 +135,7 @@ def _receive(task: Task, step: Receive) -> Any:
     message = task.runner.take_message(step.match)
     if message is not MISSING:
         return message
-    task.waiting = step
-    task.runner.block(task)
-    if step.timeout is not None:
-        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, "receive")
-    return SUSPEND
+    return _block(task, step, "receive")
 
 
 # -- work --------------------------------------------------------------------
