@@ -93,7 +93,8 @@ class VirtualBackend(Backend):
         ready.append(callback)
         ready.append(args)
 
-    call_soon_threadsafe = call_soon  # deque.append is atomic; nothing runs between calls anyway
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        self._ready.extend((callback, args))  # one call, so another thread cannot split the pair
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Call:
         call = _new(_Call)  # through the slot descriptors: the clock's hottest allocation

@@ -63,8 +63,9 @@ def import_books(api: FakeLibraryAPI) -> Iterator[Any]:
     yield each("fetched", add_book)
 
 
-def start(backend: Any, notify: Notify, api: FakeLibraryAPI | None = None,
-          urls: list[str] | None = None) -> list[coflow.Runner]:
+def start(
+    backend: Any, notify: Notify, api: FakeLibraryAPI | None = None, urls: list[str] | None = None
+) -> list[coflow.Runner]:
     """Start the import on ``backend``; return the runners to wait for."""
     api = FakeLibraryAPI() if api is None else api
     runner = coflow.start(
@@ -80,7 +81,8 @@ def start(backend: Any, notify: Notify, api: FakeLibraryAPI | None = None,
 def main(
     backend: Any = None,
     notify: Callable[[Record], None] | None = None,
-    api: FakeLibraryAPI | None = None, urls: list[str] | None = None,
+    api: FakeLibraryAPI | None = None,
+    urls: list[str] | None = None,
 ) -> list[Record]:
     """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
     return record_events(partial(start, api=api, urls=urls), backend, notify)

@@ -25,10 +25,22 @@ from examples._recording import Notify, Record, print_records, record_events
 OrderState = dict[str, Any]
 
 ORDERS: list[OrderState] = [
-    {"order_id": "order-1", "sku": "dune-hc", "quantity": 1, "amount": 24.0,
-     "address": "1 Arrakis Way", "status": "new"},
-    {"order_id": "order-2", "sku": "solaris-pb", "quantity": 2, "amount": 31.0,
-     "address": "nowhere", "status": "new"},
+    {
+        "order_id": "order-1",
+        "sku": "dune-hc",
+        "quantity": 1,
+        "amount": 24.0,
+        "address": "1 Arrakis Way",
+        "status": "new",
+    },
+    {
+        "order_id": "order-2",
+        "sku": "solaris-pb",
+        "quantity": 2,
+        "amount": 31.0,
+        "address": "nowhere",
+        "status": "new",
+    },
 ]
 
 
@@ -65,6 +77,7 @@ class FakeShop:
 
 
 # The saga's actions: each takes the order state and returns the next one.
+
 
 def reserve_stock(shop: FakeShop, order: OrderState) -> Ok[OrderState]:
     reservation = shop.reserve(order["order_id"], order["sku"], order["quantity"])
@@ -107,13 +120,22 @@ def order_saga(shop: FakeShop) -> Iterator[Any]:
         yield set_state(lambda order: {**order, "status": "compensated", "reason": reason})
 
 
-def start(backend: Any, notify: Notify, shop: FakeShop | None = None,
-          orders: list[OrderState] | None = None) -> list[coflow.Runner]:
+def start(
+    backend: Any,
+    notify: Notify,
+    shop: FakeShop | None = None,
+    orders: list[OrderState] | None = None,
+) -> list[coflow.Runner]:
     """Start one saga per order on ``backend``; return the runners to wait for."""
     shop = FakeShop() if shop is None else shop
     return [
-        coflow.start(order_saga(shop), initial_state=order, notify=notify,
-                     backend=backend, name=order["order_id"])
+        coflow.start(
+            order_saga(shop),
+            initial_state=order,
+            notify=notify,
+            backend=backend,
+            name=order["order_id"],
+        )
         for order in (ORDERS if orders is None else orders)
     ]
 
@@ -121,7 +143,8 @@ def start(backend: Any, notify: Notify, shop: FakeShop | None = None,
 def main(
     backend: Any = None,
     notify: Callable[[Record], None] | None = None,
-    shop: FakeShop | None = None, orders: list[OrderState] | None = None,
+    shop: FakeShop | None = None,
+    orders: list[OrderState] | None = None,
 ) -> list[Record]:
     """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
     return record_events(partial(start, shop=shop, orders=orders), backend, notify)

@@ -7,7 +7,9 @@ identical runs for identical seeds).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+import sys
+import threading
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -414,3 +416,41 @@ def test_start_with_backend_name_virtual_uses_a_fresh_virtual_clock() -> None:
     assert bystander.status == "running"
     assert bystander.result() == 0
     assert labels == ["slow done", "other ran"]
+
+
+def test_work_posted_from_many_threads_at_once_keeps_each_threads_order() -> None:
+    """Posting is one atomic operation: threads switching mid-post cannot mix up the queue."""
+    backend = VirtualBackend()
+
+    def blocked() -> Iterator[Any]:
+        yield coflow.wait_until(lambda s: False)
+
+    runner = coflow.start(blocked, backend=backend, initial_state=0)
+    backend.run_until_idle()
+    applied: list[tuple[int, int]] = []
+
+    def mark(thread: int, index: int) -> Callable[[int], int]:
+        def apply(state: int) -> int:
+            applied.append((thread, index))
+            return state + 1
+
+        return apply
+
+    def sender(thread: int) -> None:
+        for index in range(2_000):
+            runner.signal(mark(thread, index))
+
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # make the threads switch as often as they can
+    try:
+        threads = [threading.Thread(target=sender, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        sys.setswitchinterval(switch_interval)
+    backend.run_until_idle()
+    assert runner.get_state() == 8_000
+    for thread in range(4):
+        assert [i for t, i in applied if t == thread] == list(range(2_000))
