@@ -71,7 +71,7 @@ class Runner:
         self.state = initial_state
         #: "running" | "done" | "failed" | "stopped"
         self.status = "running"
-        #: Notify targets; replaced, never mutated, so the scheduler can iterate it safely.
+        #: Notify targets: the notify callable, then event streams (replaced, never mutated).
         self._sinks = sinks
         self._root: Task | None = None
         #: Tasks blocked on state changes or messages: None, one Task, or a list when several.
@@ -101,8 +101,7 @@ class Runner:
         If ``fn`` raises, the state is unchanged and the future holds the error.
         A sent signal cannot be cancelled: the future's ``cancel()`` returns ``False``.
         """
-        if self.status != "running":
-            raise FlowNotRunning(self.name, self.status, "signal")
+        self._check_running("signal")
         future: SignalFuture[Any] = SignalFuture()
         # Unbound, so that a signal allocates no bound method (signals come in floods).
         self.backend.call_soon_threadsafe(Runner._apply_signal, self, fn, future)
@@ -144,8 +143,8 @@ class Runner:
         """The notify events from now on, as an iterator and an async iterator."""
         stream = EventStream(self)
         if self.status == "running":
-            self._sinks = (*self._sinks, stream)
-            self.backend.call_soon_threadsafe(self._close_if_ended, stream)
+            # Registered on the scheduler, behind whatever this thread has posted already.
+            self.backend.call_soon_threadsafe(self._add_stream, stream)
         else:
             stream.closed = True
         return stream
@@ -327,8 +326,10 @@ class Runner:
         else:
             self._done_latch.add_callback(latch.set)
 
-    def _close_if_ended(self, stream: EventStream) -> None:
-        if self.status != "running":
+    def _add_stream(self, stream: EventStream) -> None:
+        if self.status == "running":
+            self._sinks = (*self._sinks, stream)
+        else:
             stream.close()
 
     def _outcome(self) -> Any:
