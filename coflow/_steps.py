@@ -9,6 +9,7 @@ by hand and comparing what it yields.  Every step is also iterable, so
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
@@ -235,27 +236,43 @@ def run(
     last attempt fails it raises the error itself (no retries) or
     ``RetriesExhausted`` (with retries).
     """
-    where = f"run({describe(fn)})"
     if not callable(fn):
         raise TypeError(f"run: fn must be callable, got {fn!r}")
     options = (retries, backoff, base_delay, max_delay, jitter, retry_on)
     if retry is not None:
         if options != _DEFAULT_OPTIONS:
             raise TypeError(
-                f"{where}: pass retry=RetryPolicy(...) or separate retry options, not both"
+                f"run({describe(fn)}): pass retry=RetryPolicy(...) or separate retry options, "
+                "not both"
             )
         if not isinstance(retry, RetryPolicy):
-            raise TypeError(f"{where}: retry must be a RetryPolicy, got {retry!r}")
+            raise TypeError(f"run({describe(fn)}): retry must be a RetryPolicy, got {retry!r}")
         policy = retry
     elif options == _DEFAULT_OPTIONS:
         policy = _NO_RETRY
     else:
         try:
-            policy = RetryPolicy(*options)
+            policy = _policy(options)
         except (TypeError, ValueError) as error:
             message = str(error).removeprefix("RetryPolicy: ")
-            raise type(error)(f"{where}: {message}") from None
-    return Run(fn, policy, check_optional_delay(where, "timeout", timeout))
+            raise type(error)(f"run({describe(fn)}): {message}") from None
+    if timeout is not None:
+        timeout = check_delay(f"run({describe(fn)})", "timeout", timeout)
+    return Run(fn, policy, timeout)
+
+
+def _policy(options: tuple[Any, ...]) -> RetryPolicy:
+    """The policy for ``run``'s separate options; the same options give the same, shared one."""
+    try:
+        hash(options)
+    except TypeError:
+        return RetryPolicy(*options)  # e.g. retry_on given as a list: nothing to share
+    return _policies(options)
+
+
+@functools.lru_cache(maxsize=256)
+def _policies(options: tuple[Any, ...]) -> RetryPolicy:
+    return RetryPolicy(*options)
 
 
 _DEFAULT_OPTIONS = (0, "constant", 0.0, None, False, (Exception,))
