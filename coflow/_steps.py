@@ -28,7 +28,12 @@ _INFINITY = float("inf")
 
 def describe(value: Any) -> str:
     """A short, readable rendering of a step argument (functions by name)."""
-    if inspect.isfunction(value) or inspect.ismethod(value) or inspect.isbuiltin(value):
+    if (
+        inspect.isfunction(value)
+        or inspect.ismethod(value)
+        or inspect.isbuiltin(value)
+        or isinstance(value, type)
+    ):
         return str(value.__qualname__)
     if isinstance(value, tuple) and not hasattr(value, "_fields"):
         inner = ", ".join(describe(item) for item in value)
