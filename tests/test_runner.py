@@ -258,32 +258,6 @@ def test_none_is_a_legal_initial_state_override(backend: Any) -> None:
 # Stop
 
 
-def test_stop_is_idempotent(backend: Any, after: After) -> None:
-    cleanups: list[str] = []
-
-    @coflow.flow(initial_state=0)
-    def forever() -> Gen:
-        try:
-            yield wait_until(lambda s: False)
-        finally:
-            cleanups.append("cleanup")
-
-    runner = coflow.start(forever, backend=backend)
-
-    def stop_twice() -> None:
-        runner.stop()
-        runner.stop()
-
-    after(0.02, stop_twice)
-    with pytest.raises(FlowStopped):
-        runner.result(timeout=5)
-    runner.stop()
-    assert runner.status == "stopped"
-    assert cleanups == ["cleanup"]
-    with pytest.raises(FlowStopped):
-        runner.result(timeout=5)
-
-
 def test_stop_after_completion_changes_nothing(backend: Any) -> None:
     @coflow.flow(initial_state=0)
     def quick() -> Gen:
