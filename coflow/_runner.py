@@ -188,15 +188,24 @@ class Runner:
             task.deadline = now + waiting.seconds
         elif type(waiting) is WaitUntil:
             state = task.view.state
-            try:
-                satisfied = waiting.predicate(state)
-            except Exception as error:
-                self.unblock(task)
-                task.wake_soon(None, error)
-                return
-            if satisfied:
-                self.unblock(task)
-                task.wake_soon(state, None)
+            self._wake_if(task, waiting.predicate, state)
+
+    def _wake_if(self, task: Task, test: Callable[[Any], Any] | None, value: Any) -> bool:
+        """Wake ``task`` with ``value`` if ``test(value)`` holds (or ``test`` is None).
+
+        A raising test wakes the task with its error instead (raised at its
+        ``yield``).  True only when the task took ``value``.
+        """
+        try:
+            passed = test is None or test(value)
+        except Exception as error:
+            self.unblock(task)
+            task.wake_soon(None, error)
+            return False
+        if passed:
+            self.unblock(task)
+            task.wake_soon(value, None)
+        return bool(passed)
 
     def block(self, task: Task) -> None:
         """Register ``task`` as waiting on state changes or messages."""
@@ -237,17 +246,8 @@ class Runner:
             return
         for task in self._blocked_tasks():
             waiting = task.waiting
-            if type(waiting) is Receive:
-                try:
-                    taken = waiting.match is None or waiting.match(message)
-                except Exception as error:
-                    self.unblock(task)
-                    task.wake_soon(None, error)
-                    continue
-                if taken:
-                    self.unblock(task)
-                    task.wake_soon(message, None)
-                    return
+            if type(waiting) is Receive and self._wake_if(task, waiting.match, message):
+                return  # taken: each message goes to one receiver
         if self._mailbox is None:
             self._mailbox = deque()
         self._mailbox.append(message)
