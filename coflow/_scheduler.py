@@ -135,7 +135,7 @@ class Task:
                 else:
                     value = dispatch.get(step.__class__, fallback)(self, step)
             except Exception as failed:
-                value, error = None, failed
+                value, error = None, _without_loop_frame(failed)
                 continue
             if value is SUSPEND:
                 self.spin = 0
@@ -146,6 +146,7 @@ class Task:
 
     def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
         """Account for ``error`` leaving ``gen`` (still stacked); return what goes on outward."""
+        _without_loop_frame(error)
         depth = len(self.frames) - 1
         if depth < self.cancel_depth:
             self.cancel_depth = depth
@@ -211,6 +212,19 @@ class Task:
         return flow_path(self.runner.name, frames)
 
 
+def _without_loop_frame(error: BaseException) -> BaseException:
+    """Drop the step loop's own frame from the head of ``error``'s traceback.
+
+    Each time an error crosses a flow boundary the loop catches it, which adds
+    the loop's frame; without it, the traceback reads like nested calls: each
+    flow's ``yield``, outermost first, down to where the error was raised.
+    """
+    head = error.__traceback__
+    if head is not None and head.tb_frame.f_code is _DRIVE:
+        error.__traceback__ = head.tb_next
+    return error
+
+
 def locate(error: BaseException, gen: Frame, task: Task) -> None:
     """Note on ``error`` where it happened, once: the flow path and the failing line."""
     if getattr(error, "_coflow_where", None) is not None:
@@ -222,6 +236,9 @@ def locate(error: BaseException, gen: Frame, task: Task) -> None:
     except AttributeError:
         return
     add_note(error, f"coflow: {where}")
+
+
+_DRIVE = Task.drive.__code__
 
 
 class Join:

@@ -12,6 +12,7 @@ import math
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -527,3 +528,14 @@ def test_reason_carries_a_note_with_the_location(backend: Any) -> None:
     assert "outer_flow" in notes
     assert "fetch_part" in notes
     assert re.search(_location_pattern(line), notes), notes
+
+
+def test_the_traceback_reads_like_nested_calls_through_each_yield(backend: Any) -> None:
+    runner = coflow.start(outer_flow, backend=backend)
+    with pytest.raises(FlowFailed) as excinfo:
+        runner.result(timeout=5)
+    reason = excinfo.value.__cause__
+    assert reason is not None
+    frames = [frame.name for frame in traceback.extract_tb(reason.__traceback__)]
+    assert "drive" not in frames  # the scheduler's step loop is not part of the story
+    assert frames.index("outer_flow") < frames.index("fetch_part") < frames.index("_explode")
