@@ -25,31 +25,42 @@ from coflow._errors import Deadlock
 from coflow._steps import describe
 
 
-class _Call:
-    """A callback in the ready queue or on the timer heap; ``cancel()`` drops it."""
+class _Timer:
+    """A callback on the timer heap; ``cancel()`` drops it.
 
-    __slots__ = ("args", "callback")
+    A cancelled timer stays on the heap until it reaches the top (lazy
+    deletion); while it is there, ``on_heap`` counts it for the backend, which
+    rebuilds the heap once cancelled timers are half of it, as asyncio does.
+    """
 
-    def __init__(self, callback: Callable[..., Any] | None, args: tuple[Any, ...]) -> None:
-        self.callback = callback
+    __slots__ = ("args", "callback", "on_heap")
+
+    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.callback: Callable[..., Any] | None = callback
         self.args = args
+        self.on_heap: VirtualBackend | None = None
 
     def cancel(self) -> None:
         self.callback = None
+        backend, self.on_heap = self.on_heap, None
+        if backend is not None:
+            backend.timer_cancelled()
+
+    def fire(self) -> None:
+        """Run the callback, unless the timer was cancelled after it became due."""
+        if self.callback is not None:
+            self.callback(*self.args)
 
 
 _new = object.__new__
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 _INFINITY = float("inf")
-_set_callback = _Call.__dict__["callback"].__set__
-_set_args = _Call.__dict__["args"].__set__
-
-
-def _fire(call: _Call) -> None:
-    """Run a timer that was due, unless it was cancelled after it joined the ready queue."""
-    if call.callback is not None:
-        call.callback(*call.args)
+_set_callback = _Timer.__dict__["callback"].__set__
+_set_args = _Timer.__dict__["args"].__set__
+_set_on_heap = _Timer.__dict__["on_heap"].__set__
+#: Fewer cancelled timers than this are never worth rebuilding the heap for.
+_COMPACT_AT = 256
 
 
 class _DoneWork:
@@ -73,7 +84,8 @@ class VirtualBackend(Backend):
         self._now = float(start)
         #: Callbacks and their argument tuples, alternately (no pair to allocate), FIFO.
         self._ready: deque[Any] = deque()
-        self._timers: list[tuple[float, int, _Call]] = []
+        self._timers: list[tuple[float, int, _Timer]] = []
+        self._cancelled = 0  # cancelled timers still on the heap
         self._order = itertools.count()
         self._driving = False
         self.random = random.Random(seed)
@@ -96,12 +108,13 @@ class VirtualBackend(Backend):
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
         self._ready.extend((callback, args))  # one call, so another thread cannot split the pair
 
-    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Call:
-        call = _new(_Call)  # through the slot descriptors: the clock's hottest allocation
-        _set_callback(call, callback)
-        _set_args(call, args)
-        _heappush(self._timers, (self._now + delay, next(self._order), call))
-        return call
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> _Timer:
+        timer = _new(_Timer)  # through the slot descriptors: the clock's hottest allocation
+        _set_callback(timer, callback)
+        _set_args(timer, args)
+        _set_on_heap(timer, self)
+        _heappush(self._timers, (self._now + delay, next(self._order), timer))
+        return timer
 
     def start_work(
         self,
@@ -172,22 +185,24 @@ class VirtualBackend(Backend):
                     continue
                 if not timers:
                     break
-                when, _, call = timers[0]
-                if call.callback is None:
+                when, _, timer = timers[0]
+                if timer.callback is None:
                     _heappop(timers)  # lazily drop a cancelled timer
+                    self._cancelled -= 1
                     continue
                 if when > horizon:
                     break
                 if when > self._now:
                     self._now = when
                 _heappop(timers)
+                timer.on_heap = None
                 if timers and timers[0][0] <= when:
                     # A tie: every timer due now joins the ready queue, in the order set.
-                    ready.append(_fire)
-                    ready.append((call,))
+                    ready.append(timer.fire)
+                    ready.append(())
                     self._run_once()
                     continue
-                call.callback(*call.args)  # the only timer due, nothing ready: run it directly
+                timer.callback(*timer.args)  # the only one due, nothing ready: run it directly
             if until is not None and until > self._now:
                 self._now = until
 
@@ -196,8 +211,18 @@ class VirtualBackend(Backend):
     def _next_deadline(self) -> float | None:
         timers = self._timers
         while timers and timers[0][2].callback is None:
-            heapq.heappop(timers)  # lazily drop cancelled timers
+            _heappop(timers)  # lazily drop cancelled timers
+            self._cancelled -= 1
         return timers[0][0] if timers else None
+
+    def timer_cancelled(self) -> None:
+        """Rebuild the heap without its cancelled timers once they are half of it."""
+        self._cancelled += 1
+        timers = self._timers
+        if self._cancelled > _COMPACT_AT and 2 * self._cancelled > len(timers):
+            timers[:] = [entry for entry in timers if entry[2].callback is not None]
+            heapq.heapify(timers)
+            self._cancelled = 0
 
     def _due(self) -> bool:
         when = self._next_deadline()
@@ -206,8 +231,13 @@ class VirtualBackend(Backend):
     def _run_once(self) -> None:
         timers, ready, now = self._timers, self._ready, self._now
         while timers and timers[0][0] <= now:
-            ready.append(_fire)
-            ready.append((heapq.heappop(timers)[2],))
+            timer = _heappop(timers)[2]
+            if timer.callback is None:
+                self._cancelled -= 1
+                continue
+            timer.on_heap = None
+            ready.append(timer.fire)
+            ready.append(())
         pop = ready.popleft
         for _ in range(len(ready) >> 1):
             pop()(*pop())

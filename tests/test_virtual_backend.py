@@ -454,3 +454,23 @@ def test_work_posted_from_many_threads_at_once_keeps_each_threads_order() -> Non
     assert runner.get_state() == 8_000
     for thread in range(4):
         assert [i for t, i in applied if t == thread] == list(range(2_000))
+
+
+def test_cancelled_timers_do_not_pile_up_on_the_heap() -> None:
+    """Each receive sets an hour-long timeout that is cancelled when a message comes."""
+    backend = VirtualBackend()
+    received: list[int] = []
+
+    def listener() -> Iterator[Any]:
+        while True:
+            received.append((yield coflow.receive(timeout=3600.0)))
+
+    runner = coflow.start(listener, backend=backend)
+    backend.run_until_idle()
+    for message in range(5_000):
+        runner.send(message)
+        backend.run_until_idle()
+    assert received == list(range(5_000))
+    assert "timers=" in repr(backend)
+    pending = int(repr(backend).split("timers=")[1].rstrip(">"))
+    assert pending < 1_000  # without compaction: 5,000 cancelled timers would still be there
