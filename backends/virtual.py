@@ -34,11 +34,10 @@ class _Timer:
     """
 
     __slots__ = ("args", "callback", "on_heap")
-
-    def __init__(self, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        self.callback: Callable[..., Any] | None = callback
-        self.args = args
-        self.on_heap: VirtualBackend | None = None
+    # Built only by ``call_later``, through the slot descriptors (no ``__init__`` call).
+    args: tuple[Any, ...]
+    callback: Callable[..., Any] | None
+    on_heap: VirtualBackend | None
 
     def cancel(self) -> None:
         self.callback = None

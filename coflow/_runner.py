@@ -187,8 +187,7 @@ class Runner:
         if type(waiting) is Debounce:
             task.deadline = now + waiting.seconds
         elif type(waiting) is WaitUntil:
-            state = task.view.state
-            self._wake_if(task, waiting.predicate, state)
+            self._wake_if(task, waiting.predicate, task.view.state)
 
     def _wake_if(self, task: Task, test: Callable[[Any], Any] | None, value: Any) -> bool:
         """Wake ``task`` with ``value`` if ``test(value)`` holds (or ``test`` is None).
