@@ -7,23 +7,31 @@ timers (``call_later``), concurrent work (``start_work``), and a way for a calle
 to block until a :class:`Latch` is set (``wait_latch`` / ``wait_latch_async``).
 Every callback a backend runs for the scheduler runs on the scheduler, one at
 a time.
+
+Backends are found by name and imported only when asked for, so importing
+coflow imports no asyncio, gevent or thread pool.  With no backend named,
+``start`` picks the one that fits the caller: the running asyncio loop's, the
+gevent hub's when gevent has patched ``threading``, else the process-wide
+threads backend.
 """
 
 from __future__ import annotations
 
 import importlib
 import random
+import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
-BACKEND_NAMES = ("virtual",)
+BACKEND_NAMES = ("asyncio", "gevent", "threads", "virtual")
 
 
 class Handle(Protocol):
     """A scheduled callback or started work that can be cancelled."""
 
-    def cancel(self) -> None: ...
+    def cancel(self) -> object: ...
 
 
 class Latch:
@@ -86,30 +94,66 @@ class Backend(ABC):
     ) -> Handle:
         """Run ``fn(*args)`` as concurrent work, then ``done(value, error)`` on the scheduler.
 
-        ``cancel()`` asks the work to stop; ``done`` is still called exactly once,
-        when the work has really finished (its value is then ignored).  Raises
-        ``TypeError`` for work this backend cannot run (naming the backend).
+        ``cancel()`` asks the work to stop; ``done`` is still called exactly once
+        (its value is then ignored): when the work has really finished, or at
+        once for work that cannot be interrupted (a pool thread), whose late
+        result is discarded.  Work this backend cannot run ends with a
+        ``TypeError`` naming the backend.
         """
 
     @abstractmethod
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
         """Block the caller until ``latch`` is set; ``False`` if ``timeout`` passed first."""
 
-    @abstractmethod
     async def wait_latch_async(self, latch: Latch, what: str) -> None:
-        """Await until ``latch`` is set."""
+        """Await, on the running asyncio loop, until ``latch`` is set."""
+        import asyncio  # only awaited from asyncio code, which has imported it already
+
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        self.call_soon_threadsafe(latch.add_callback, lambda: loop.call_soon_threadsafe(wake))
+        await woken
+
+    def close(self) -> None:  # noqa: B027 - most backends own nothing to release
+        """Release what the backend owns (threads, a pool); runners on it stop being served."""
+
+
+def wait_in_thread(
+    backend: Backend, latch: Latch, timeout: float | None, event: Any = threading.Event
+) -> bool:
+    """``wait_latch`` for a caller that may block its thread until the scheduler sets ``latch``."""
+    woken = event()
+    backend.call_soon_threadsafe(latch.add_callback, woken.set)
+    return bool(woken.wait(timeout))
+
+
+def _detect_backend_name() -> str:
+    """The backend ``start`` uses when none is named: see the module docstring."""
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None and asyncio._get_running_loop() is not None:
+        return "asyncio"
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("threading"):
+        return "gevent"
+    return "threads"
 
 
 def resolve_backend(backend: Backend | str | None) -> Backend:
-    """The backend instance for ``start(backend=...)``: an instance, or a name."""
+    """The backend instance for ``start(backend=...)``: an instance, a name, or ``None``.
+
+    A name gives that backend's default: the running loop's for asyncio, the
+    current thread's hub for gevent, one process-wide instance for threads, a
+    fresh clock for virtual.
+    """
     if isinstance(backend, Backend):
         return backend
     if backend is None:
-        raise ValueError(
-            "no backend given: pass backend= one of "
-            + ", ".join(repr(name) for name in BACKEND_NAMES)
-            + " or a backend instance"
-        )
+        backend = _detect_backend_name()
     if backend not in BACKEND_NAMES:
         raise ValueError(
             f"unknown backend {backend!r}; valid names are "

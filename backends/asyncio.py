@@ -1,0 +1,117 @@
+"""``AsyncioBackend``: flows on an asyncio event loop, for async codebases.
+
+The scheduler's callbacks and timers are the loop's own (``call_soon``,
+``call_later``); other threads post with ``call_soon_threadsafe``.  Work given
+to ``run``, ``parallel`` or ``race`` becomes a task: a coroutine function (or
+a ``functools.partial`` of one) runs on the loop; any other callable runs in
+the loop's default executor, so it never blocks the loop, and an awaitable it
+returns is then awaited on the loop.  Cancelling work is ``Task.cancel()``,
+and the step waits until the task has really finished.
+
+One backend per loop: ``backend="asyncio"``, or no backend inside a running
+loop, gives the running loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import random
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from coflow._backend import Backend, Latch, wait_in_thread
+
+
+class AsyncioBackend(Backend):
+    """The scheduler runs on ``loop`` (by default, the running loop)."""
+
+    name = "asyncio"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.loop = loop if loop is not None else _running_loop("AsyncioBackend()")
+        self.random = random.Random()
+
+    def __repr__(self) -> str:
+        return f"<AsyncioBackend loop={self.loop!r}>"
+
+    # -- the backend interface ---------------------------------------------------
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon(callback, *args)
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon_threadsafe(callback, *args)
+
+    def call_later(
+        self, delay: float, callback: Callable[..., Any], *args: Any
+    ) -> asyncio.TimerHandle:
+        return self.loop.call_later(delay, callback, *args)
+
+    def start_work(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Callable[[Any, BaseException | None], Any],
+    ) -> asyncio.Task[Any]:
+        if inspect.iscoroutinefunction(fn):
+            task = self.loop.create_task(fn(*args))
+        else:
+            task = self.loop.create_task(_in_executor(self.loop, fn, args))
+        task.add_done_callback(functools.partial(_report, done))
+        return task
+
+    def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
+        if asyncio._get_running_loop() is self.loop:
+            raise RuntimeError(
+                f"waiting for {what} here would block the event loop that runs it: "
+                "use `await runner.wait()` in async code"
+            )
+        return wait_in_thread(self, latch, timeout)
+
+
+async def _in_executor(
+    loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple[Any, ...]
+) -> Any:
+    """A plain callable, run off the loop; an awaitable it returns is awaited on the loop."""
+    value = await loop.run_in_executor(None, fn, *args)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _report(done: Callable[[Any, BaseException | None], Any], task: asyncio.Task[Any]) -> None:
+    """A task's outcome as ``done(value, error)``; a cancelled task gives ``CancelledError``."""
+    if task.cancelled():
+        done(None, asyncio.CancelledError())
+        return
+    error = task.exception()
+    done(None if error is not None else task.result(), error)
+
+
+def _running_loop(who: str) -> asyncio.AbstractEventLoop:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            f"{who} needs a running event loop: call it from async code, "
+            "or pass the loop (AsyncioBackend(loop=...))"
+        ) from None
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncioBackend]
+_by_loop = weakref.WeakKeyDictionary()
+
+
+def default_backend() -> AsyncioBackend:
+    """What ``backend="asyncio"`` gives: the running loop's backend, one per loop."""
+    loop = _running_loop('backend="asyncio"')
+    backend = _by_loop.get(loop)
+    if backend is None:
+        backend = _by_loop[loop] = AsyncioBackend(loop)
+    return backend
