@@ -8,26 +8,90 @@ are compared with a tolerance that holds on a busy 2-core machine.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+import asyncio
+import contextlib
+import importlib.util
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 import pytest
 
 import coflow
 from coflow.backends.virtual import VirtualBackend
 
-BACKEND_NAMES = ["virtual"]
+BACKEND_NAMES = ["virtual", "asyncio", "gevent", "threads"]
+T = TypeVar("T")
+HAS_GEVENT = importlib.util.find_spec("gevent") is not None
+needs_gevent = pytest.mark.skipif(not HAS_GEVENT, reason="gevent is not installed")
 
 
-def make_backend(name: str) -> Any:
+@contextlib.contextmanager
+def loop_in_thread() -> Iterator[asyncio.AbstractEventLoop]:
+    """An asyncio loop running in its own thread, so a sync test can block on its flows."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+
+@contextlib.contextmanager
+def make_backend(name: str) -> Iterator[Any]:
+    """A fresh backend of that name, for a sync test; torn down afterwards."""
     if name == "virtual":
-        return VirtualBackend()
-    raise AssertionError(f"no test backend called {name!r}")
+        yield VirtualBackend()
+    elif name == "asyncio":
+        from coflow.backends.asyncio import AsyncioBackend
+
+        with loop_in_thread() as loop:
+            yield AsyncioBackend(loop)
+    elif name == "gevent":
+        from coflow.backends.gevent import GeventBackend
+
+        backend = GeventBackend()
+        yield backend
+        backend.close()
+    elif name == "threads":
+        from coflow.backends.threads import ThreadBackend
+
+        backend = ThreadBackend()
+        yield backend
+        backend.close()
+    else:
+        raise AssertionError(f"no test backend called {name!r}")
 
 
-@pytest.fixture(params=[pytest.param(name, id=name) for name in BACKEND_NAMES])
+def backend_params(names: list[str] = BACKEND_NAMES) -> list[Any]:
+    """``pytest.param`` per backend name, skipped where the backend's library is missing."""
+    return [
+        pytest.param(name, id=name, marks=[needs_gevent] if name == "gevent" else [])
+        for name in names
+    ]
+
+
+@pytest.fixture(params=backend_params())
 def backend(request: pytest.FixtureRequest) -> Iterator[Any]:
-    yield make_backend(request.param)
+    with make_backend(request.param) as made:
+        yield made
+
+
+def run_async(backend: Any, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(main())``, from a thread where it cannot starve the backend.
+
+    An asyncio loop and a gevent hub cannot share a thread: each needs it to
+    run.  On gevent the loop runs in a native thread of the hub's pool while
+    this greenlet waits, which is how gevent code awaits a flow from asyncio.
+    """
+    if backend.name == "gevent":
+        from gevent import get_hub
+
+        return get_hub().threadpool.spawn(asyncio.run, main()).get()  # type: ignore[no-any-return]
+    return asyncio.run(main())
 
 
 @pytest.fixture

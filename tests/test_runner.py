@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import run_async
 
 import coflow
 from coflow import (
@@ -329,7 +330,7 @@ def test_await_wait_inside_asyncio_run(backend: Any) -> None:
         runner = coflow.start(ticking, backend=backend)
         return await runner.wait()
 
-    assert asyncio.run(main()) == 3
+    assert run_async(backend, main) == 3
 
 
 def test_await_wait_raises_flow_failed(backend: Any) -> None:
@@ -345,7 +346,7 @@ def test_await_wait_raises_flow_failed(backend: Any) -> None:
         return await runner.wait()
 
     with pytest.raises(FlowFailed) as excinfo:
-        asyncio.run(main())
+        run_async(backend, main)
     assert excinfo.value.__cause__ is reason
 
 
@@ -376,7 +377,7 @@ def test_events_as_an_async_iterator(backend: Any) -> None:
         final = await runner.wait()
         return final, await asyncio.wait_for(collecting, 5), runner
 
-    final, received, runner = asyncio.run(main())
+    final, received, runner = run_async(backend, main)
     assert final == 2
     assert [type(e) for e in received] == [FlowState, FlowState, FlowDone]
     assert [e.state for e in received] == [1, 2, 2]
