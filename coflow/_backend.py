@@ -113,10 +113,16 @@ class Backend(ABC):
         woken = loop.create_future()
 
         def wake() -> None:
-            if not woken.done():
+            if not woken.done():  # the awaiting task may have been cancelled
                 woken.set_result(None)
 
-        self.call_soon_threadsafe(latch.add_callback, lambda: loop.call_soon_threadsafe(wake))
+        def on_set() -> None:
+            try:
+                loop.call_soon_threadsafe(wake)
+            except RuntimeError:
+                pass  # the awaiting loop has closed since: nobody is left to wake
+
+        self.call_soon_threadsafe(latch.add_callback, on_set)
         await woken
 
     def close(self) -> None:  # noqa: B027 - most backends own nothing to release

@@ -333,6 +333,27 @@ def test_await_wait_inside_asyncio_run(backend: Any) -> None:
     assert run_async(backend, main) == 3
 
 
+def test_an_await_abandoned_with_its_loop_does_not_disturb_the_flow(
+    backend: Any, is_virtual: bool
+) -> None:
+    if is_virtual:
+        pytest.skip("awaiting on the virtual clock drives the flow to its end at once")
+
+    @coflow.flow(initial_state=0)
+    def slow() -> Gen:
+        yield wait(0.2)
+        yield set_state(lambda s: s + 1)
+
+    runner = coflow.start(slow, backend=backend)
+
+    async def main() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(runner.wait(), 0.01)
+
+    run_async(backend, main)  # its loop is closed when the flow ends
+    assert runner.result(timeout=5) == 1
+
+
 def test_await_wait_raises_flow_failed(backend: Any) -> None:
     reason = ValueError("bad input")
 
