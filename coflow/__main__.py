@@ -21,21 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the examples and print their notify events as they happen",
         description=(
             "Run the examples (debounced sync with retries, parallel import, order saga) "
-            "and print each notify event with its time in seconds, its flow and the event."
+            "on a backend and print each notify event with its time in seconds, its flow "
+            "and the event."
         ),
     )
     demo.add_argument(
         "--virtual",
         action="store_true",
-        help="run on the virtual clock: no real time passes, the times printed are virtual",
+        help="the same as --backend virtual: run on the virtual clock, no real time passes",
     )
     demo.add_argument(
         "--backend",
         choices=BACKENDS,
         default=None,
         metavar="NAME",
-        help=f"the backend to run on in real time (one of: {', '.join(BACKENDS)}; "
-        f"default: {DEFAULT_BACKEND})",
+        help=f"the backend to run on (one of: {', '.join(BACKENDS)}; default: {DEFAULT_BACKEND})",
     )
     return parser
 
@@ -48,7 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.virtual and args.backend not in (None, "virtual"):
         parser.error(f"--virtual runs on the virtual clock; it excludes --backend {args.backend}")
-    status = run_demo(backend_name=args.backend, virtual=args.virtual)
+    try:
+        status = run_demo(backend_name=args.backend, virtual=args.virtual)
+    except ImportError as missing:
+        if args.backend != "gevent":
+            raise
+        parser.exit(2, f"{parser.prog} demo: {missing}\n")  # says what to install
     if status:
         # The output was closed early (`demo | head`): keep the interpreter's final flush quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -3,32 +3,36 @@
 The examples live in the source tree's ``examples/`` package.  Each one has
 ``start(backend, notify) -> list[Runner]``; the demo starts it, prints every
 notify event with its time since the example started, and waits for the
-runners to end.
-
-On the virtual clock there are two ways to wait.  ``--virtual`` lets
-``runner.result()`` jump from timer to timer, so the whole demo takes no
-real time.  Otherwise :func:`run_paced` advances the virtual clock in step
-with the wall clock, so events appear at the moment they are stamped with.
+runners to end, as an application on that backend would: by blocking on
+``runner.result()`` for threads and gevent (from the main greenlet), and
+inside ``asyncio.run`` with ``await runner.wait()`` for asyncio.  On the
+virtual clock ``runner.result()`` jumps from timer to timer, so the whole
+demo takes no real time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import sys
-import time
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from ._backend import BACKEND_NAMES, resolve_backend
+from ._backend import BACKEND_NAMES, Backend, resolve_backend
 from ._errors import FlowFailed, FlowStopped
 from ._events import FlowDone, FlowState
+from ._runner import Runner, start
+from ._steps import set_state
 
 EXAMPLES = ("sync_book", "import_books", "order_saga")
 #: The backends ``--backend`` accepts, and the one used when none is named.
 BACKENDS = BACKEND_NAMES
-DEFAULT_BACKEND = "virtual"
+DEFAULT_BACKEND = "threads"
+#: Seconds to wait for one flow of an example (the longest takes 2.5 s) before giving up.
+LIMIT = 30.0
 
 
 def load_examples() -> list[ModuleType]:
@@ -46,41 +50,6 @@ def load_examples() -> list[ModuleType]:
         )
     sys.path.append(str(source_root))  # after the installed coflow, which must stay first
     return [importlib.import_module(f"examples.{name}") for name in EXAMPLES]
-
-
-def run_paced(
-    backend: Any,
-    runners: Iterable[Any],
-    *,
-    tick: float = 0.005,
-    limit: float = 60.0,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """Drive a virtual backend in step with the wall clock until every runner has ended.
-
-    Every ``tick`` seconds of real time, the virtual clock is advanced by the
-    real time that has passed, so each timer fires at its exact virtual time,
-    at most ``tick`` seconds late in real time.  Raises ``TimeoutError`` after
-    ``limit`` seconds of real time.
-    """
-    runners = list(runners)
-    wall_origin = clock()
-    virtual_origin = backend.now()
-    backend.run_until_idle()
-    while any(runner.status == "running" for runner in runners):
-        elapsed = clock() - wall_origin
-        if elapsed > limit:
-            names = ", ".join(runner.name for runner in runners if runner.status == "running")
-            raise TimeoutError(f"still running after {limit:g} s of real time: {names}")
-        behind = virtual_origin + elapsed - backend.now()
-        if behind > 0:
-            backend.advance(behind)
-        else:
-            backend.run_until_idle()
-        if all(runner.status != "running" for runner in runners):
-            break
-        sleep(tick)
 
 
 def shorten(value: Any, width: int) -> str:
@@ -105,34 +74,45 @@ class EventPrinter:
     """The demo's notify: one line per event, with its time since the example began.
 
     A state is shown as what changed since the flow's previous state, so each line
-    says what the event did.
+    says what the event did.  Events arrive on the backend's scheduler while the
+    demo's own thread reports stopped flows, so lines are written under a lock.
     """
 
-    def __init__(self, backend: Any, out: TextIO) -> None:
-        self.backend = backend
+    def __init__(self, out: TextIO) -> None:
         self.out = out
-        self.origin = backend.now()
-        self.states: dict[Any, Any] = {}
+        self.backend: Backend | None = None
+        self.origin = 0.0
+        self.states: dict[int, Any] = {}
+        self.lock = threading.Lock()
         #: Set when the output was closed (``demo | head``): the demo then stops early.
         self.closed = False
 
     def write(self, line: str) -> None:
-        if self.closed:
-            return
-        try:
-            print(line, file=self.out, flush=True)
-        except BrokenPipeError:
-            self.closed = True
+        with self.lock:
+            if self.closed:
+                return
+            try:
+                self.out.write(line + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                self.closed = True
 
-    def begin(self, title: str) -> None:
-        self.origin = self.backend.now()
+    def begin(self, backend: Backend, example: ModuleType) -> None:
+        self.backend = backend
+        self.origin = backend.now()
         self.states.clear()
-        self.write(f"\n== {title}")
+        title = (example.__doc__ or "").strip().splitlines()[0:1]
+        self.write("\n== " + " ".join([example.__name__.rpartition(".")[2] + ":", *title]))
 
-    def watch(self, runners: Iterable[Any]) -> None:
+    def watch(self, runners: Iterable[Runner]) -> None:
         """Remember each runner's initial state, to show its first event as a change too."""
         for runner in runners:
-            self.states.setdefault(runner.id, runner.get_state())
+            self.states[runner.id] = runner.get_state()
+
+    def ended(self, runner: Runner, end: FlowFailed | FlowStopped) -> None:
+        """A failed flow's last event is its error; a stopped one sends none, so say so."""
+        if isinstance(end, FlowStopped):
+            self.write(f"{'':7}  {runner.name:<12}  stopped")
 
     def __call__(self, event: Any) -> None:
         runner = event.runner
@@ -143,11 +123,53 @@ class EventPrinter:
         else:
             text = shorten(getattr(event, "reason", event), 100)
         kind = type(event).__name__.removeprefix("Flow").lower()
-        seconds = self.backend.now() - self.origin
+        seconds = runner.backend.now() - self.origin
         self.write(f"{seconds:7.3f}  {runner.name:<12}  {kind:<5}  {text}".rstrip())
 
 
 _NOTHING = object()
+
+
+def start_example(example: ModuleType, backend: Backend, printer: EventPrinter) -> Runner:
+    """Start ``example`` from a flow on ``backend``; its final state is the example's runners.
+
+    Starting on the scheduler means none of the example's flows takes a step
+    before the printer has noted their initial states, on every backend.
+    """
+    printer.begin(backend, example)
+
+    def start_and_watch(_: Any) -> list[Runner]:
+        runners: list[Runner] = example.start(backend, printer)
+        printer.watch(runners)
+        return runners
+
+    return start(set_state(start_and_watch), backend=backend, name="demo")
+
+
+def run_examples(backend: Backend, printer: EventPrinter, examples: Sequence[ModuleType]) -> None:
+    """Run each example in turn, blocking this thread (or greenlet) on each runner."""
+    for example in examples:
+        if printer.closed:
+            break
+        for runner in start_example(example, backend, printer).result(timeout=LIMIT):
+            try:
+                runner.result(timeout=LIMIT)
+            except (FlowFailed, FlowStopped) as end:
+                printer.ended(runner, end)
+
+
+async def run_examples_async(printer: EventPrinter, examples: Sequence[ModuleType]) -> None:
+    """Run each example in turn on the running loop's backend, awaiting each runner."""
+    backend = resolve_backend("asyncio")
+    for example in examples:
+        if printer.closed:
+            break
+        runners = await asyncio.wait_for(start_example(example, backend, printer).wait(), LIMIT)
+        for runner in runners:
+            try:
+                await asyncio.wait_for(runner.wait(), LIMIT)
+            except (FlowFailed, FlowStopped) as end:
+                printer.ended(runner, end)
 
 
 def run_demo(
@@ -156,31 +178,17 @@ def run_demo(
     virtual: bool = False,
     out: TextIO | None = None,
     examples: Sequence[ModuleType] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Run each example in turn, printing its notify events; return the exit status."""
-    out = sys.stdout if out is None else out
+    """Run each example in turn on the named backend, printing its events; the exit status."""
     name = "virtual" if virtual else (backend_name or DEFAULT_BACKEND)
-    backend = resolve_backend(name)
-    mode = "virtual clock, no real time passes" if virtual else "real time"
-    printer = EventPrinter(backend, out)
+    # asyncio's backend belongs to a loop, made by asyncio.run below; the others exist now.
+    backend = None if name == "asyncio" else resolve_backend(name)
+    printer = EventPrinter(sys.stdout if out is None else out)
+    examples = load_examples() if examples is None else examples
+    mode = "virtual clock, no real time passes" if name == "virtual" else "real time"
     printer.write(f"coflow demo on the {name} backend ({mode})")
-    for example in load_examples() if examples is None else examples:
-        if printer.closed:
-            break
-        title = (example.__doc__ or "").strip().splitlines()[0:1]
-        printer.begin(" ".join([example.__name__.rpartition(".")[2] + ":", *title]))
-        runners = example.start(backend, printer)
-        printer.watch(runners)
-        if name == "virtual" and not virtual:
-            run_paced(backend, runners, clock=clock, sleep=sleep)
-        for runner in runners:
-            try:
-                runner.result(timeout=30)
-            except FlowFailed:
-                pass  # already shown: a failed flow's last event is its error
-            except FlowStopped:
-                # A stopped flow sends no event after the stop; say why it went quiet.
-                printer.write(f"{'':7}  {runner.name:<12}  stopped")
+    if backend is None:
+        asyncio.run(run_examples_async(printer, examples))
+    else:
+        run_examples(backend, printer, examples)
     return 1 if printer.closed else 0

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import backend_params
 
 import coflow
 from coflow import Failure, FlowDone, FlowError, FlowState
 from coflow.__main__ import main as cli
-from coflow._demo import run_demo, run_paced
-from coflow.backends.virtual import VirtualBackend
+from coflow._demo import run_demo
 
 # The examples are part of the source tree, not of the installed package.  Under plain `pytest`
 # (tox, testing an installed wheel) the repository root is not on sys.path: append it, so that
@@ -163,64 +163,76 @@ def test_order_saga_failing_to_charge_releases_the_stock_only(backend: Any) -> N
 EVENT_LINE = re.compile(r"^ *(\d+\.\d{3})  (\S+) +(state|done|error)\b *(.*)$")
 
 
+def demo_events(output: str) -> list[tuple[float, str, str, str]]:
+    """``(seconds, flow, kind, text)`` for each event line the demo printed."""
+    matches = [EVENT_LINE.match(line) for line in output.splitlines()]
+    return [(float(m[1]), m[2], m[3], m[4]) for m in matches if m]
+
+
 def test_demo_on_the_virtual_clock_prints_every_event_with_its_time(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert cli(["demo", "--virtual"]) == 0
 
-    lines = capsys.readouterr().out.splitlines()
-    events = [m.groups() for m in map(EVENT_LINE.match, lines) if m]
+    output = capsys.readouterr().out
+    lines = output.splitlines()
+    assert lines[0] == "coflow demo on the virtual backend (virtual clock, no real time passes)"
     assert any(line.startswith("== sync_book") for line in lines)
     assert any(line.startswith("== import_books") for line in lines)
     assert any(line.startswith("== order_saga") for line in lines)
-    assert ("1.400", "sync_book", "state") in [e[:3] for e in events]
+    events = demo_events(output)
+    assert (1.4, "sync_book", "state", "dirty=False synced=1") in events
     done = [(seconds, name) for seconds, name, kind, _ in events if kind == "done"]
-    assert done == [("0.000", "import_books"), ("0.000", "order-1"), ("0.300", "order-2")]
+    assert done == [(0.0, "import_books"), (0.0, "order-1"), (0.3, "order-2")]
 
 
-def test_demo_in_real_time_paces_the_virtual_clock_against_the_wall_clock() -> None:
-    wall = [0.0]
-    printed_at: list[tuple[str, float]] = []
+def test_demo_runs_in_real_time_on_the_threads_backend_by_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli(["demo"]) == 0
 
-    class Out(io.StringIO):
-        def write(self, text: str) -> int:
-            if text.strip():
-                printed_at.append((text.strip(), wall[0]))
-            return super().write(text)
-
-    def sleep(seconds: float) -> None:
-        wall[0] += seconds
-
-    assert run_demo(out=Out(), clock=lambda: wall[0], sleep=sleep) == 0
-
-    synced = [at for text, at in printed_at if text.startswith("1.400  sync_book")]
-    assert len(synced) == 1
-    # the event stamped 1.400 is printed 1.4 s (one tick at most) after sync_book started
-    started = next(at for text, at in printed_at if text.startswith("== sync_book"))
-    assert synced[0] - started == pytest.approx(1.4, abs=0.011)
-    # three examples of about 2.5, 0.0 and 0.3 s of timeline take about that much real time
-    assert wall[0] == pytest.approx(2.8, abs=0.05)
+    output = capsys.readouterr().out
+    assert output.splitlines()[0] == "coflow demo on the threads backend (real time)"
+    events = demo_events(output)
+    synced = ("sync_book", "state", "dirty=False synced=1")
+    [(synced_at, *_)] = [event for event in events if event[1:] == synced]
+    assert synced_at == pytest.approx(1.4, abs=0.12)
+    # the driver stops sync_book, which sends no event after that: the demo says so
+    assert re.search(r"^ +sync_book +stopped$", output, re.MULTILINE)
 
 
-def test_run_paced_stops_at_the_limit_when_nothing_ends() -> None:
-    backend = VirtualBackend()
+@pytest.mark.parametrize("name", backend_params())
+def test_demo_prints_each_event_as_a_change_on_every_backend(name: str) -> None:
+    out = io.StringIO()
 
-    def forever() -> Any:
-        while True:
-            yield coflow.wait(1.0)
+    assert run_demo(backend_name=name, out=out, examples=[import_books, order_saga]) == 0
 
-    runner = coflow.start(forever, backend=backend)
-    wall = [0.0]
-
-    def sleep(seconds: float) -> None:
-        wall[0] += seconds
-
-    with pytest.raises(TimeoutError, match="forever"):
-        run_paced(backend, [runner], limit=3.0, clock=lambda: wall[0], sleep=sleep)
-    assert backend.now() == pytest.approx(3.0, abs=0.01)
-    runner.stop()
-    with pytest.raises(coflow.FlowStopped):
-        runner.result()
+    output = out.getvalue()
+    mode = "virtual clock, no real time passes" if name == "virtual" else "real time"
+    assert output.splitlines()[0] == f"coflow demo on the {name} backend ({mode})"
+    events = demo_events(output)
+    texts: dict[str, list[str]] = {}
+    for _, flow, kind, text in events:
+        texts.setdefault(flow, []).append(text if kind == "state" else kind)
+    # Each line shows what the event changed, the first one too: the printer had every
+    # flow's initial state before any of them took a step.
+    assert texts["import_books"][0].startswith("fetched=[")
+    assert texts["import_books"][1:] == [
+        "results=['Dune']",
+        "results=['Dune', 'Solaris']",
+        "results=['Dune', 'Solaris', 'Neuromancer']",
+        "done",
+    ]
+    assert texts["order-1"][0] == "status='reserved' reservation='rsv-order-1'"
+    assert [text.split()[0] for text in texts["order-2"]] == [
+        "status='reserved'", "status='charged'", "status='refunded'", "status='released'",
+        "status='compensated'", "done",
+    ]
+    done = [(flow, seconds) for seconds, flow, kind, _ in events if kind == "done"]
+    assert [flow for flow, _ in done] == ["import_books", "order-1", "order-2"]
+    # order-2 is compensated after two linear retries of 0.1 s and 0.2 s
+    tolerance = 1e-9 if name == "virtual" else 0.12
+    assert [seconds for _, seconds in done] == pytest.approx([0.0, 0.0, 0.3], abs=tolerance)
 
 
 def test_no_subcommand_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -233,3 +245,17 @@ def test_demo_rejects_an_unknown_backend(capsys: pytest.CaptureFixture[str]) -> 
         cli(["demo", "--backend", "nonesuch"])
     assert exit_info.value.code == 2
     assert "nonesuch" in capsys.readouterr().err
+
+
+def test_demo_on_gevent_without_gevent_says_what_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ["gevent", *(name for name in sys.modules if name.startswith("gevent."))]:
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now fails
+    monkeypatch.delitem(sys.modules, "coflow.backends.gevent", raising=False)
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["demo", "--backend", "gevent"])
+
+    assert exit_info.value.code == 2
+    assert "pip install 'coflow[gevent]'" in capsys.readouterr().err
