@@ -113,7 +113,7 @@ class ThreadBackend(EventLoopBackend):
         """Stop the scheduler thread and the pool; waits for neither's running work."""
         with self._starting:
             self._closed = True
-            thread = self._thread
+            thread, self._thread = self._thread, None  # so a later post raises: see _start
         if thread is not None:
             self._posted.put(None)
             if thread is not threading.current_thread():
