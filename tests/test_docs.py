@@ -1,13 +1,18 @@
 """The complete programs in the README and the docs run, and the tests they show pass.
 
-Only blocks that stand on their own are run (those that begin by importing
-coflow or pytest, or define a test); the short fragments that live inside a
-flow are not.
+Only blocks that stand on their own are run: those that import coflow among
+their first imports, begin by importing pytest, or define a test; the short
+fragments that live inside a flow are not.  A program that needs an optional
+library (gevent) is left out where that library is not installed.  Blocks
+fenced as ``py`` instead of ``python`` are shown, never run: they need
+libraries the tests do not install (a FastAPI or Flask app).
 Blocks of one page run in order in one namespace, as a reader would paste them.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -16,13 +21,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", "docs/virtual-time-testing.md"]
-STANDALONE = ("import coflow", "import pytest", "from coflow.testing import", "def test_")
+STANDALONE = ("import pytest", "from coflow.testing import", "def test_")
+OPTIONAL = ("gevent",)
+
+
+def is_standalone(block: str) -> bool:
+    imports = itertools.takewhile(
+        lambda line: not line or line.startswith(("import ", "from ")), block.splitlines()
+    )
+    return block.startswith(STANDALONE) or "import coflow" in imports
+
+
+def can_run(block: str) -> bool:
+    """False when the block imports an optional library (or its coflow backend) not installed."""
+    return not any(
+        re.search(rf"^(?:import|from) (?:\S+\.)?{name}\b", block, re.MULTILINE)
+        and importlib.util.find_spec(name) is None
+        for name in OPTIONAL
+    )
 
 
 def standalone_blocks(page: str) -> list[str]:
     text = (ROOT / page).read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    return [block for block in blocks if block.startswith(STANDALONE)]
+    return [block for block in blocks if is_standalone(block) and can_run(block)]
 
 
 @pytest.mark.parametrize("page", PAGES)
