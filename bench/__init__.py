@@ -59,18 +59,21 @@ def at_least(bound: float, text: str, *, on: str = "ratio") -> Target:
 
 @dataclass(frozen=True)
 class Row:
-    """One line of the table: coflow's figure, its peer's, and the SPEC target."""
+    """One line of the table: coflow's figure, its peer's, and the SPEC target.
+
+    A figure is ``None`` when it could not be measured (its backend or peer is not installed).
+    """
 
     line: str
     unit: str
-    coflow: float
+    coflow: float | None
     peer: str
     peer_value: float | None
     target: Target
 
     @property
     def ratio(self) -> float | None:
-        if self.peer_value is None or self.peer_value == 0:
+        if self.coflow is None or self.peer_value is None or self.peer_value == 0:
             return None
         return self.coflow / self.peer_value
 
@@ -165,5 +168,6 @@ def _version(distribution: str) -> str:
 def machine_summary() -> str:
     python = f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
     machine = f"{_cpu_model()}, {os.cpu_count()} CPUs, {platform.platform()}"
-    versions = ", ".join(f"{name} {_version(name)}" for name in ("coflow", "simpy", "tenacity"))
+    packages = ("coflow", "simpy", "tenacity", "gevent")
+    versions = ", ".join(f"{name} {_version(name)}" for name in packages)
     return f"Python:   {python}\nMachine:  {machine}\nPackages: {versions}"

@@ -30,17 +30,21 @@ class Sizes:
     signals: int
     retry_runs: int
     retry_attempts: int
+    overhead_steps: int
+    overhead_tasks: int
 
 
 QUICK = Sizes(repeats=5, sync_steps=200_000, virtual_flows=2_000, virtual_waits=100,
-              memory_flows=10_000, signals=100_000, retry_runs=2_000, retry_attempts=10)
+              memory_flows=10_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
+              overhead_steps=10_000, overhead_tasks=10_000)
 FULL = Sizes(repeats=5, sync_steps=1_000_000, virtual_flows=10_000, virtual_waits=100,
-             memory_flows=10_000, signals=1_000_000, retry_runs=20_000, retry_attempts=10)
+             memory_flows=10_000, signals=1_000_000, retry_runs=20_000, retry_attempts=10,
+             overhead_steps=100_000, overhead_tasks=10_000)
 #: The model SPEC §8 names for the virtual-time line.
 SPEC_VIRTUAL = (10_000, 100)
 
-LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry")
-PROFILED = ("sync_steps", "virtual_time", "signals", "retry")
+LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead")
+PROFILED = ("sync_steps", "virtual_time", "signals", "retry", "backend_overhead")
 
 
 def measure_line(name: str, sizes: Sizes) -> list[Row]:
@@ -63,6 +67,9 @@ def measure_line(name: str, sizes: Sizes) -> list[Row]:
     if name == "retry":
         from . import retry
         return retry.measure(sizes.retry_runs, sizes.retry_attempts, sizes.repeats)
+    if name == "backend_overhead":
+        from . import backend_overhead
+        return backend_overhead.measure(sizes.overhead_steps, sizes.overhead_tasks, sizes.repeats)
     raise ValueError(f"unknown benchmark line {name!r}; choose from {', '.join(LINES)}")
 
 
@@ -79,6 +86,9 @@ def profile_target(name: str, sizes: Sizes) -> Callable[[], float]:
     if name == "retry":
         from . import retry
         return retry.profile_target(sizes.retry_runs, sizes.retry_attempts)
+    if name == "backend_overhead":
+        from . import backend_overhead
+        return backend_overhead.profile_target(sizes.overhead_steps, sizes.overhead_tasks)
     raise ValueError(f"no profile for {name!r}; choose from {', '.join(PROFILED)}")
 
 

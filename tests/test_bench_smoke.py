@@ -7,6 +7,7 @@ only keeps the bench working as the core changes.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,13 +20,22 @@ if not (REPOSITORY / "bench" / "__init__.py").exists():
 if str(REPOSITORY) not in sys.path:
     sys.path.append(str(REPOSITORY))
 
-from bench import Row, format_table, memory, retry, signals, sync_steps, virtual_time  # noqa: E402
+from bench import (  # noqa: E402
+    Row,
+    backend_overhead,
+    format_table,
+    memory,
+    retry,
+    signals,
+    sync_steps,
+    virtual_time,
+)
 
 
 def assert_rows(rows: list[Row], count: int) -> None:
     assert len(rows) == count
     for row in rows:
-        assert row.coflow > 0, row
+        assert row.coflow is not None and row.coflow > 0, row
         if row.peer_value is not None:
             assert row.peer_value > 0, row
             assert row.ratio is not None and row.ratio > 0, row
@@ -101,3 +111,35 @@ def test_flaky_fails_all_attempts_but_the_last() -> None:
 def test_retry_flow_makes_every_attempt_on_the_virtual_backend() -> None:
     # run_coflow checks the attempt count itself and raises if it is off.
     assert retry.run_coflow(runs=4, attempts=3) > 0
+
+
+@pytest.mark.parametrize("harness", [
+    pytest.param(backend_overhead.AsyncioHarness, id="asyncio"),
+    pytest.param(lambda: backend_overhead.ThreadsHarness(workers=2), id="threads"),
+])
+def test_backend_overhead_rows(harness: Callable[[], backend_overhead.Harness]) -> None:
+    rows = backend_overhead.measure_backend(harness(), steps=20, tasks=30, repeats=1)
+    assert_rows(rows, 2)
+    assert all(row.peer_value is not None for row in rows)
+
+
+def test_backend_overhead_rows_on_gevent() -> None:
+    pytest.importorskip("gevent")
+    rows = backend_overhead.measure_backend(
+        backend_overhead.GeventHarness(), steps=20, tasks=30, repeats=1
+    )
+    assert_rows(rows, 2)
+    assert [row.peer for row in rows] == ["gevent.spawn(work).get()", "gevent.joinall(spawn(work))"]
+
+
+def test_backend_overhead_line_without_gevent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_overhead, "gevent_available", lambda: False)
+    rows = backend_overhead.measure(steps=10, tasks=10, repeats=1, workers=2)
+    assert len(rows) == 6
+    not_measured = [row for row in rows if "gevent" in row.line]
+    assert len(not_measured) == 2
+    for row in not_measured:
+        assert row.coflow is None and row.peer_value is None
+        assert row.peer == "gevent (not installed)" and row.verdict() == "n/a"
+    assert_rows([row for row in rows if row not in not_measured], 4)
+    assert "gevent (not installed)" in format_table(rows)
