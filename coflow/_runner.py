@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
@@ -28,6 +29,8 @@ from ._steps import Debounce, Receive, WaitUntil
 logger = logging.getLogger("coflow")
 
 _ids = itertools.count(1)
+#: Held while a thread adds an event stream to a runner's sinks (rare: one lock for all).
+_REGISTERING = threading.Lock()
 
 Notify = Callable[[FlowEvent], Any]
 
@@ -142,10 +145,11 @@ class Runner:
     def events(self) -> EventStream:
         """The notify events from now on, as an iterator and an async iterator."""
         stream = EventStream(self)
-        if self.status == "running":
-            # Registered on the scheduler, behind whatever this thread has posted already.
-            self.backend.call_soon_threadsafe(self._add_stream, stream)
-        else:
+        with _REGISTERING:  # the scheduler only reads the sinks: callers just may not race
+            if self.status == "running":
+                self._sinks = (*self._sinks, stream)
+        if self.status != "running":
+            # Ended meanwhile, maybe before closing the streams it had: nothing more will come.
             stream.closed = True
         return stream
 
@@ -324,12 +328,6 @@ class Runner:
             self._done_latch = latch
         else:
             self._done_latch.add_callback(latch.set)
-
-    def _add_stream(self, stream: EventStream) -> None:
-        if self.status == "running":
-            self._sinks = (*self._sinks, stream)
-        else:
-            stream.close()
 
     def _outcome(self) -> Any:
         if self.status == "done":

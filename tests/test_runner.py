@@ -374,6 +374,13 @@ def test_await_wait_raises_flow_failed(backend: Any) -> None:
 # Events and notify
 
 
+def test_events_taken_right_after_start_on_the_virtual_clock_include_the_first_steps() -> None:
+    # Nothing runs between calls on the virtual clock: the stream is there before the flow moves.
+    runner = coflow.start(set_state(lambda s: s + 1), initial_state=0, backend="virtual")
+    received = list(runner.events())
+    assert [(type(e), e.state) for e in received] == [(FlowState, 1), (FlowDone, 1)]
+
+
 def test_events_as_a_sync_iterator(backend: Any) -> None:
     runner = coflow.start(count_after_go, backend=backend)
     events = runner.events()
