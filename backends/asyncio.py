@@ -59,7 +59,7 @@ class AsyncioBackend(Backend):
         args: tuple[Any, ...],
         done: Callable[[Any, BaseException | None], Any],
     ) -> asyncio.Task[Any]:
-        if inspect.iscoroutinefunction(fn):
+        if _is_coroutine_function(fn):
             task = self.loop.create_task(fn(*args))
         else:
             task = self.loop.create_task(_in_executor(self.loop, fn, args))
@@ -73,6 +73,14 @@ class AsyncioBackend(Backend):
                 "use `await runner.wait()` in async code"
             )
         return wait_in_thread(self, latch, timeout)
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, with a fast answer for plain functions (most work)."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        return bool(code.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
 
 
 async def _in_executor(

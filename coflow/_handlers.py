@@ -190,8 +190,37 @@ def _work(task: Task, work: Work) -> Any:
     return SUSPEND
 
 
+class _OnlyAttempt(Work):
+    """``run`` with no retries and no timeout: one attempt, read as ``_attempts`` reads one.
+
+    The commonest ``run`` skips the retry loop's generator: a step costs one
+    work start and one resume, as the same work written directly would.
+    """
+
+    __slots__ = ()
+
+    def done(self, value: Any, error: BaseException | None) -> None:
+        task = self.task
+        if error is None:
+            cls = value.__class__
+            if cls is Ok:
+                value = value.state
+                task.view.replace_state(value)
+            elif cls is Retry:
+                if value.new_state is not MISSING:
+                    task.view.replace_state(value.new_state)
+                failed = StepFailed(value)
+                value, error = None, RetriesExhausted(1, failed)
+                error.__cause__ = failed
+            elif cls is Error:
+                value, error = None, _error_of(value.reason)
+        task.drive(value, error)
+
+
 @handles(Run)
 def _run(task: Task, step: Run) -> Any:
+    if step.timeout is None and not step.policy.retries:
+        return _work(task, _OnlyAttempt(step.fn, (task.view.state,)))
     task.frames.append(_attempts(task, step))
     return None
 
@@ -361,25 +390,32 @@ def _collect(task: Task, key: Hashable, value: Any) -> Any:
     )
 
 
-@internal
-def _work_body(fn: Callable[[], Any]) -> Frame:
-    return (yield Work(fn))
-
-
-def _task_bodies(task: Task, tasks: Any, where: str) -> list[Frame]:
+def _branches(task: Task, tasks: Any, where: str) -> list[Any]:
+    """The branches of ``parallel``/``race``: a fresh generator per flow, callables as they are."""
     if not isinstance(tasks, tuple):
         tasks = tuple(tasks(task.view.state))
-    bodies = []
+    branches = []
     for item in tasks:
         if is_flow_like(item):
-            bodies.append(instantiate(item, where))
+            branches.append(instantiate(item, where))
         elif callable(item):
-            bodies.append(_work_body(item))
+            branches.append(item)
         else:
             raise TypeError(
                 f"flow {task.path()}: {where} task must be a callable or a flow, got {item!r}"
             )
-    return bodies
+    return branches
+
+
+def _start_branches(join: Join, branches: list[Any], task: Task) -> Any:
+    """Start every branch under ``join`` (a generator is never callable); suspend ``task``."""
+    for branch in branches:
+        if callable(branch):
+            join.start_work(branch)
+        else:
+            join.spawn(branch, task.view)
+    task.waiting = join
+    return SUSPEND
 
 
 class _AllJoin(Join):
@@ -430,29 +466,21 @@ def _collected(task: Task, key: Hashable | None, value: Any) -> tuple[Any, BaseE
 
 @handles(Parallel)
 def _parallel(task: Task, step: Parallel) -> Any:
-    bodies = _task_bodies(task, step.tasks, "parallel")
-    if not bodies:
+    branches = _branches(task, step.tasks, "parallel")
+    if not branches:
         value, error = _collected(task, step.collect_as, [])
         if error is not None:
             raise error
         return value
-    join = _AllJoin(task, step, len(bodies))
-    for body in bodies:
-        join.spawn(body, task.view)
-    task.waiting = join
-    return SUSPEND
+    return _start_branches(_AllJoin(task, step, len(branches)), branches, task)
 
 
 @handles(Race)
 def _race(task: Task, step: Race) -> Any:
-    bodies = _task_bodies(task, step.tasks, "race")
-    if not bodies:
+    branches = _branches(task, step.tasks, "race")
+    if not branches:
         raise ValueError(f"flow {task.path()}: race has no tasks, so it could never finish")
-    join = _RaceJoin(task, step)
-    for body in bodies:
-        join.spawn(body, task.view)
-    task.waiting = join
-    return SUSPEND
+    return _start_branches(_RaceJoin(task, step), branches, task)
 
 
 class _TimeoutJoin(Join):

@@ -38,6 +38,7 @@ from ._location import add_note, flow_path, is_user_frame, yield_site
 from ._steps import SetState
 
 if TYPE_CHECKING:
+    from ._backend import Handle
     from ._runner import Runner, StateView
 
 Frame = Generator[Any, Any, Any]
@@ -255,17 +256,25 @@ class Join:
 
     def __init__(self, parent: Task) -> None:
         self.parent = parent
-        self.children: list[Task] = []
+        self.children: list[Task | WorkBranch] = []
         self.pending = 0
         self.settled = False
         self.outcome: tuple[Any, BaseException | None] = (None, None)
         self.timer: Any = None
 
     def spawn(self, body: Frame, view: StateView) -> None:
+        """Start a branch that is a flow: a task of its own, first driven by the loop."""
         child = Task(self.parent.runner, view, body, self, len(self.children))
         self.children.append(child)
         self.pending += 1
         self.parent.runner.backend.call_soon(child.drive, None, None)
+
+    def start_work(self, fn: Callable[[], Any]) -> None:
+        """Start a branch that is a plain callable: backend work, with no task to drive."""
+        branch = WorkBranch(self, len(self.children))
+        self.children.append(branch)
+        self.pending += 1
+        branch.handle = self.parent.runner.backend.start_work(fn, (), branch.done)
 
     def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
         """A branch finished before the join settled."""
@@ -290,7 +299,9 @@ class Join:
         """The parent is cancelled: cancel every branch; the parent resumes after them."""
         self.settle(None, Cancelled())
 
-    def child_finished(self, child: Task, value: Any, error: BaseException | None) -> None:
+    def child_finished(
+        self, child: Task | WorkBranch, value: Any, error: BaseException | None
+    ) -> None:
         self.pending -= 1
         if not self.settled:
             self.on_child(child.index, value, error)
@@ -299,3 +310,20 @@ class Join:
             parent.waiting = None
             value, error = self.result()
             parent.runner.backend.call_soon(parent.drive, value, error)
+
+
+class WorkBranch:
+    """A callable branch of ``parallel`` or ``race``: the backend's work handle, joined directly."""
+
+    __slots__ = ("handle", "index", "join")
+    handle: Handle
+
+    def __init__(self, join: Join, index: int) -> None:
+        self.join = join
+        self.index = index
+
+    def done(self, value: Any, error: BaseException | None) -> None:
+        self.join.child_finished(self, value, error)
+
+    def cancel(self) -> None:
+        self.handle.cancel()  # the backend still reports the end, once, through ``done``
