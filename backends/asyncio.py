@@ -95,11 +95,12 @@ async def _in_executor(
 
 def _report(done: Callable[[Any, BaseException | None], Any], task: asyncio.Task[Any]) -> None:
     """A task's outcome as ``done(value, error)``; a cancelled task gives ``CancelledError``."""
-    if task.cancelled():
-        done(None, asyncio.CancelledError())
-        return
-    error = task.exception()
-    done(None if error is not None else task.result(), error)
+    try:
+        value = task.result()
+    except BaseException as error:  # handed to the flow, never swallowed
+        done(None, error)
+    else:
+        done(value, None)
 
 
 def _running_loop(who: str) -> asyncio.AbstractEventLoop:

@@ -97,6 +97,9 @@ def flow_name(body: Any) -> str:
 
 
 def is_flow_like(value: Any) -> bool:
+    code = getattr(value, "__code__", None)
+    if code is not None:  # a function or method, the commonest task: one flag says it all
+        return bool(code.co_flags & inspect.CO_GENERATOR)
     return (
         isinstance(value, (Flow, Step))
         or inspect.isgenerator(value)
