@@ -51,6 +51,7 @@ def nest_blocking(n: int, cleaned: list[Any]) -> Generator[Any, Any, None]:
         if n:
             yield nest_blocking(n - 1, cleaned)
         else:
+            yield set_state(lambda s: "deepest")
             yield wait_until(lambda s: False)
     finally:
         cleaned.append(n)
@@ -93,7 +94,7 @@ def test_uncaught_error_ten_thousand_sub_flows_deep_fails_the_flow(backend: Any)
     assert isinstance(excinfo.value.__cause__, LookupError)
 
 
-def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(backend: Any, after: Any) -> None:
+def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(backend: Any) -> None:
     cleaned: list[Any] = []
 
     @coflow.flow(initial_state=None)
@@ -103,8 +104,11 @@ def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(backend: Any, a
         finally:
             cleaned.append("root")
 
-    runner = coflow.start(deep, backend=backend)
-    after(0.02, runner.stop)
+    def stop_once_deepest(event: Any) -> None:
+        if isinstance(event, coflow.FlowState) and event.state == "deepest":
+            event.runner.stop()  # every level is nested by now, however slow the machine
+
+    runner = coflow.start(deep, backend=backend, notify=stop_once_deepest)
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
     assert cleaned == [*range(DEPTH + 1), "root"]
@@ -163,18 +167,23 @@ def test_never_blocking_flow_lets_other_ready_flows_progress(backend: Any) -> No
                 return
 
     busy_counts: list[int] = []
+    runners: dict[str, coflow.Runner] = {}
 
     @coflow.flow(initial_state=0, name="neighbour")
     def neighbour() -> Gen:
         for _ in range(3):
             yield set_state(lambda s: s + 1)
-            busy_counts.append(busy.get_state())
+            busy_counts.append(runners["busy"].get_state())
         neighbour_done.set()
 
-    busy = coflow.start(busy_loop, backend=backend)
-    other = coflow.start(neighbour, backend=backend)
-    assert other.result(timeout=5) == 3
-    final_busy_count = busy.result(timeout=5)
+    def start_both(_: Any) -> None:
+        # From the scheduler, so the busy flow cannot run ahead before the neighbour starts.
+        runners["busy"] = coflow.start(busy_loop, backend=backend)
+        runners["other"] = coflow.start(neighbour, backend=backend)
+
+    coflow.start(set_state(start_both), backend=backend).result(timeout=5)
+    assert runners["other"].result(timeout=5) == 3
+    final_busy_count = runners["busy"].result(timeout=5)
     # The neighbour ran all its steps while the busy flow was still going.
     assert len(busy_counts) == 3
     assert all(count < limit for count in busy_counts), busy_counts
