@@ -4,8 +4,10 @@ Invariants, which every backend relies on:
 
 * A *task* is one thread of control: a stack of generator frames.  A runner
   has one root task; ``parallel``, ``race``, ``timeout`` and ``embed`` start
-  branch tasks that share the runner's state.  Sub-flows are frames pushed
-  on the task's stack, so nesting costs memory, never Python recursion.
+  branch tasks that share the runner's state (a plain callable given to
+  ``parallel`` or ``race`` is only backend work, joined with no task of its
+  own).  Sub-flows are frames pushed on the task's stack, so nesting costs
+  memory, never Python recursion.
 * ``Task.drive`` is the one step loop.  It sends a value (or throws an error)
   into the top frame and dispatches the yielded step through ``DISPATCH``, a
   table keyed by the step's type.  A handler either returns the step's result
