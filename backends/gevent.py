@@ -102,9 +102,7 @@ class GeventBackend(EventLoopBackend):
 
     def close(self) -> None:
         """Disarm the hub timer; flows still on this backend are no longer woken by time."""
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
+        self._arm(None)
 
     # -- internals -------------------------------------------------------------------
 
@@ -120,12 +118,14 @@ class GeventBackend(EventLoopBackend):
     def _serve(self) -> None:
         """A hub callback: run one batch, then queue the next one or arm the timer."""
         self._scheduled = False
-        self._run_once(self.now())
-        if self._ready:
-            self._scheduled = True
-            self._hub.loop.run_callback(self._serve)  # other greenlets run between batches
-        else:
-            self._arm(self._timers.next_deadline())
+        try:
+            self._run_once(self.now())
+        finally:  # an error goes on to the hub's handler; the flows still get served
+            if self._ready:
+                self._scheduled = True
+                self._hub.loop.run_callback(self._serve)  # other greenlets run between batches
+            else:
+                self._arm(self._timers.next_deadline())
 
     def _arm(self, deadline: float | None) -> None:
         if deadline == self._armed_for:
