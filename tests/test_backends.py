@@ -25,8 +25,8 @@ import sys
 import textwrap
 import threading
 import time
-import weakref
 from collections.abc import Callable, Coroutine, Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,32 +51,164 @@ from coflow.backends.virtual import VirtualBackend
 
 FlowGen = Generator[Any, Any, Any]
 REAL_BACKENDS = ["asyncio", "gevent", "threads"]
-REPO_ROOT = Path(__file__).resolve().parent.parent
+INTERRUPTING_BACKENDS = ["asyncio", "gevent"]  # they can interrupt work that is running
 
 
-def napper(backend_name: str, seconds: float, value: Any) -> Callable[[], Any]:
-    """A zero-argument task that takes ``seconds`` the way work does on that backend."""
-    if backend_name == "asyncio":
+# --- how work is written on each backend ---------------------------------------------------------
 
-        async def nap_async() -> Any:
-            await asyncio.sleep(seconds)
+
+class Work:
+    """Slow work, and what became of it: it runs until ``release`` is set, 5 s at most.
+
+    It logs ``"finished"`` when it returns; interrupted, it logs the error it saw,
+    then, given ``cleanup`` seconds, cleans up for that long and logs ``"cleaned up"``.
+    """
+
+    def __init__(self, kit: Kit, cleanup: float = 0.0) -> None:
+        self.cleanup = cleanup
+        self.started = kit.event()
+        self.release = kit.event()
+        self.finished = threading.Event()  # set once the work has returned or raised
+        self.log: list[Any] = []
+        self.fn = kit.slow(self)
+
+
+def no_warm_up(backend: Any) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Kit:
+    """What differs between the real backends, for the tests written once for all of them."""
+
+    sleep: Callable[[float], Any] | None  # how work sleeps, as a plain function; None: async
+    fate: str  # what slow work logs once its flow is stopped: the error it sees, or "finished"
+    event: Callable[[], Any]  # an event that this thread can wait on while the backend runs
+    holds: Callable[[Any], dict[str, Any]]  # what the backend holds, besides threads
+    warm_up: Callable[[Any], int] = no_warm_up  # starts every thread it keeps; how many
+
+    def nap(self, seconds: float, value: Any) -> Callable[[], Any]:
+        """Work that takes ``seconds``, then gives ``value``."""
+        sleep = self.sleep
+        if sleep is None:
+
+            async def nap_async() -> Any:
+                await asyncio.sleep(seconds)
+                return value
+
+            return nap_async
+
+        def nap() -> Any:
+            sleep(seconds)
             return value
 
-        return nap_async
-    if backend_name == "gevent":
-        import gevent
+        return nap
 
-        def nap_greenlet() -> Any:
-            gevent.sleep(seconds)
-            return value
+    def slow(self, work: Work) -> Callable[..., Any]:
+        """``work`` as this backend's work: see :class:`Work`."""
+        sleep = self.sleep
+        if sleep is None:
 
-        return nap_greenlet
+            async def slow_async(*_state: Any) -> None:
+                work.started.set()
+                try:
+                    await asyncio.sleep(5)  # an asyncio task cannot wait for a thread's event
+                    work.log.append("finished")
+                except BaseException as interruption:
+                    work.log.append(type(interruption).__name__)
+                    if work.cleanup:
+                        await asyncio.sleep(work.cleanup)
+                        work.log.append("cleaned up")
+                    raise
+                finally:
+                    work.finished.set()
 
-    def nap_thread() -> Any:
-        time.sleep(seconds)
-        return value
+            return slow_async
 
-    return nap_thread
+        def slow(*_state: Any) -> None:
+            work.started.set()
+            try:
+                work.release.wait(5)
+                work.log.append("finished")
+            except BaseException as interruption:
+                work.log.append(type(interruption).__name__)
+                if work.cleanup:
+                    sleep(work.cleanup)
+                    work.log.append("cleaned up")
+                raise
+            finally:
+                work.finished.set()
+
+        return slow
+
+
+def asyncio_holds(backend: Any) -> dict[str, Any]:
+    async def leftovers() -> dict[str, Any]:
+        live_timers = [
+            handle for handle in getattr(backend.loop, "_scheduled", []) if not handle.cancelled()
+        ]
+        return {
+            "other tasks": asyncio.all_tasks() - {asyncio.current_task()},
+            "live timers": live_timers,
+        }
+
+    return asyncio.run_coroutine_threadsafe(leftovers(), backend.loop).result(5)
+
+
+def gevent_sleep(seconds: float) -> None:
+    import gevent
+
+    gevent.sleep(seconds)
+
+
+def gevent_event() -> Any:
+    import gevent.event
+
+    return gevent.event.Event()
+
+
+def gevent_holds(backend: Any) -> dict[str, Any]:
+    from greenlet import greenlet
+
+    gc.collect()
+    live = sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
+    return {"live greenlets": live}
+
+
+def threads_fill_the_pool(backend: Any) -> int:
+    from coflow.backends.threads import DEFAULT_MAX_WORKERS
+
+    everyone = threading.Barrier(DEFAULT_MAX_WORKERS)
+
+    def fill_pool() -> FlowGen:
+        yield parallel([functools.partial(everyone.wait, 5)] * DEFAULT_MAX_WORKERS)
+
+    coflow.start(fill_pool, initial_state=None, backend=backend).result(timeout=5)
+    return 1 + DEFAULT_MAX_WORKERS  # the scheduler and a full pool
+
+
+KITS = {
+    "asyncio": Kit(sleep=None, fate="CancelledError", event=threading.Event, holds=asyncio_holds),
+    "gevent": Kit(sleep=gevent_sleep, fate="GreenletExit", event=gevent_event, holds=gevent_holds),
+    # A pool thread cannot be interrupted: stopped, its work is left to finish.
+    "threads": Kit(
+        sleep=time.sleep,
+        fate="finished",
+        event=threading.Event,
+        holds=lambda backend: {},
+        warm_up=threads_fill_the_pool,
+    ),
+}
+
+
+def stop_once_started(runner: coflow.Runner, started: Any) -> float:
+    """Stop ``runner`` once its work has started; seconds until its flow had ended."""
+    assert started.wait(5)
+    stopped_at = time.monotonic()
+    runner.stop()
+    with pytest.raises(FlowStopped):
+        runner.result(timeout=5)
+    return time.monotonic() - stopped_at
 
 
 # --- true concurrency ------------------------------------------------------------------------
@@ -85,7 +217,7 @@ def napper(backend_name: str, seconds: float, value: Any) -> Callable[[], Any]:
 @pytest.mark.parametrize("name", backend_params(REAL_BACKENDS))
 def test_parallel_tasks_really_run_at_the_same_time(name: str) -> None:
     def main() -> FlowGen:
-        results = yield parallel([napper(name, 0.2, index) for index in range(20)])
+        results = yield parallel([KITS[name].nap(0.2, index) for index in range(20)])
         yield set_state(lambda state: results)
 
     with make_backend(name) as backend:
@@ -101,61 +233,21 @@ def test_parallel_tasks_really_run_at_the_same_time(name: str) -> None:
 # --- a race's loser is really cancelled --------------------------------------------------------
 
 
-def test_asyncio_race_loser_sees_cancelled_error_and_cleans_up_before_the_race_returns() -> None:
-    log: list[Any] = []
-
-    async def loser() -> str:
-        try:
-            await asyncio.sleep(5)
-            log.append("loser finished")
-        except asyncio.CancelledError:
-            log.append("loser cancelled")
-            await asyncio.sleep(0.05)  # cleanup that takes a while
-            log.append("loser cleaned up")
-            raise
-        return "loser"
+@pytest.mark.parametrize("name", backend_params(INTERRUPTING_BACKENDS))
+def test_race_loser_is_interrupted_and_cleans_up_before_the_race_returns(name: str) -> None:
+    kit = KITS[name]
+    loser = Work(kit, cleanup=0.05)  # cleanup that takes a while
 
     def main() -> FlowGen:
-        winner = yield race([loser, napper("asyncio", 0.05, "winner")])
-        log.append(("race returned", winner))
+        winner = yield race([loser.fn, kit.nap(0.05, "winner")])
+        loser.log.append(("race returned", winner))
 
-    with make_backend("asyncio") as backend:
+    with make_backend(name) as backend:
         started = time.monotonic()
         coflow.start(main, initial_state=None, backend=backend).result(timeout=5)
         elapsed = time.monotonic() - started
 
-    assert log == ["loser cancelled", "loser cleaned up", ("race returned", "winner")]
-    assert elapsed < 1.0
-
-
-@needs_gevent
-def test_gevent_race_loser_sees_greenlet_exit_and_cleans_up_before_the_race_returns() -> None:
-    import gevent
-    from greenlet import GreenletExit
-
-    log: list[Any] = []
-
-    def loser() -> str:
-        try:
-            gevent.sleep(5)
-            log.append("loser finished")
-        except GreenletExit:
-            log.append("loser killed")
-            gevent.sleep(0.05)  # cleanup that takes a while
-            log.append("loser cleaned up")
-            raise
-        return "loser"
-
-    def main() -> FlowGen:
-        winner = yield race([loser, napper("gevent", 0.05, "winner")])
-        log.append(("race returned", winner))
-
-    with make_backend("gevent") as backend:
-        started = time.monotonic()
-        coflow.start(main, initial_state=None, backend=backend).result(timeout=5)
-        elapsed = time.monotonic() - started
-
-    assert log == ["loser killed", "loser cleaned up", ("race returned", "winner")]
+    assert loser.log == [kit.fate, "cleaned up", ("race returned", "winner")]
     assert elapsed < 1.0
 
 
@@ -211,99 +303,40 @@ def test_threads_race_loser_late_result_is_discarded(caplog: pytest.LogCaptureFi
 # --- stop cancels in-flight work -------------------------------------------------------------
 
 
-def test_asyncio_stop_cancels_the_running_task() -> None:
-    started = threading.Event()
-    log: list[str] = []
-
-    async def slow(state: Any) -> None:
-        started.set()
-        try:
-            await asyncio.sleep(5)
-            log.append("finished")
-        except asyncio.CancelledError:
-            log.append("cancelled")
-            raise
+@pytest.mark.parametrize("name", backend_params(INTERRUPTING_BACKENDS))
+def test_stop_interrupts_the_running_work(name: str) -> None:
+    kit = KITS[name]
+    work = Work(kit)
 
     def main() -> FlowGen:
-        yield run(slow)
+        yield run(work.fn)
 
-    with make_backend("asyncio") as backend:
+    with make_backend(name) as backend:
         runner = coflow.start(main, initial_state=None, backend=backend)
-        assert started.wait(5)
-        stopped_at = time.monotonic()
-        runner.stop()
-        with pytest.raises(FlowStopped):
-            runner.result(timeout=5)
-        elapsed = time.monotonic() - stopped_at
+        elapsed = stop_once_started(runner, work.started)
 
-    assert log == ["cancelled"]
-    assert runner.status == "stopped"
-    assert elapsed < 1.0
-
-
-@needs_gevent
-def test_gevent_stop_kills_the_running_greenlet() -> None:
-    import gevent
-    import gevent.event
-    from greenlet import GreenletExit
-
-    started = gevent.event.Event()
-    log: list[str] = []
-
-    def slow(state: Any) -> None:
-        started.set()
-        try:
-            gevent.sleep(5)
-            log.append("finished")
-        except GreenletExit:
-            log.append("killed")
-            raise
-
-    def main() -> FlowGen:
-        yield run(slow)
-
-    with make_backend("gevent") as backend:
-        runner = coflow.start(main, initial_state=None, backend=backend)
-        assert started.wait(5)
-        stopped_at = time.monotonic()
-        runner.stop()
-        with pytest.raises(FlowStopped):
-            runner.result(timeout=5)
-        elapsed = time.monotonic() - stopped_at
-
-    assert log == ["killed"]
+    assert work.log == [kit.fate]
     assert runner.status == "stopped"
     assert elapsed < 1.0
 
 
 def test_threads_stop_ends_the_flow_while_the_pool_thread_still_runs() -> None:
-    started = threading.Event()
-    release = threading.Event()
-    finished = threading.Event()
-
-    def slow(state: Any) -> None:
-        started.set()
-        release.wait(5)
-        finished.set()
+    work = Work(KITS["threads"])
 
     def main() -> FlowGen:
-        yield run(slow)
+        yield run(work.fn)
 
     with make_backend("threads") as backend:
         try:
             runner = coflow.start(main, initial_state=None, backend=backend)
-            assert started.wait(5)
-            stopped_at = time.monotonic()
-            runner.stop()
-            with pytest.raises(FlowStopped):
-                runner.result(timeout=5)
-            elapsed = time.monotonic() - stopped_at
-            still_running = not finished.is_set()
+            elapsed = stop_once_started(runner, work.started)
+            still_running = not work.finished.is_set()
         finally:
-            release.set()
-        assert finished.wait(5)
+            work.release.set()
+        assert work.finished.wait(5)
 
     assert still_running, "stop waited for the pool thread"
+    assert work.log == ["finished"]
     assert runner.status == "stopped"
     assert elapsed < 1.0
 
@@ -395,167 +428,55 @@ def test_two_thousand_flows_run_on_one_asyncio_loop() -> None:
 CYCLES = 300
 
 
-def test_asyncio_start_stop_cycles_leave_no_tasks_threads_or_timers() -> None:
-    cancelled: list[int] = []
+@pytest.mark.parametrize("name", backend_params(REAL_BACKENDS))
+def test_start_stop_cycles_leave_no_tasks_timers_greenlets_or_threads(name: str) -> None:
+    kit = KITS[name]
+    works: list[Work] = []  # the work of the cycles stopped in run (the others stop in wait)
 
-    def blocked_in(cycle: int, started: asyncio.Event) -> Callable[[], FlowGen]:
-        async def work(state: Any) -> None:
-            started.set()
-            try:
-                await asyncio.sleep(5)
-            except asyncio.CancelledError:
-                cancelled.append(cycle)
-                raise
-
+    def blocked_in(cycle: int, work: Work) -> Callable[[], FlowGen]:
         def in_run() -> FlowGen:
-            yield run(work)
+            yield run(work.fn)
 
         def in_wait() -> FlowGen:
-            yield set_state(lambda state: started.set())
+            yield set_state(lambda state: work.started.set())
             yield wait(5)
 
-        return in_run if cycle % 2 == 0 else in_wait
+        if cycle % 2 == 0:
+            works.append(work)
+            return in_run
+        return in_wait
 
-    async def cycle(index: int) -> None:
-        started = asyncio.Event()
-        runner = coflow.start(blocked_in(index, started), initial_state=None)
-        await asyncio.wait_for(started.wait(), 5)
-        runner.stop()
-        with pytest.raises(FlowStopped):
-            await asyncio.wait_for(runner.wait(), 5)
-
-    async def main() -> dict[str, Any]:
-        for index in range(10):
-            await cycle(index)
-        threads = set(threading.enumerate())
-        for index in range(CYCLES):
-            await cycle(index)
-        loop = asyncio.get_running_loop()
-        live_timers = [
-            handle for handle in getattr(loop, "_scheduled", []) if not handle.cancelled()
-        ]
-        return {
-            "other tasks": asyncio.all_tasks() - {asyncio.current_task()},
-            "new threads": set(threading.enumerate()) - threads,
-            "live timers": live_timers,
-        }
-
-    leftovers = asyncio.run(main())
-
-    assert leftovers == {"other tasks": set(), "new threads": set(), "live timers": []}
-    assert len(cancelled) == 5 + CYCLES // 2
-
-
-@needs_gevent
-def test_gevent_start_stop_cycles_leave_no_greenlets_or_threads() -> None:
-    import gevent
-    import gevent.event
-    from greenlet import greenlet
-
-    work_greenlets: list[weakref.ref[Any]] = []
-
-    def blocked_in(cycle: int, started: Any) -> Callable[[], FlowGen]:
-        def work(state: Any) -> None:
-            work_greenlets.append(weakref.ref(gevent.getcurrent()))
-            started.set()
-            gevent.sleep(5)
-
-        def in_run() -> FlowGen:
-            yield run(work)
-
-        def in_wait() -> FlowGen:
-            yield set_state(lambda state: started.set())
-            yield wait(5)
-
-        return in_run if cycle % 2 == 0 else in_wait
-
-    def live_greenlets() -> int:
-        return sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)
-
-    with make_backend("gevent") as backend:
+    with make_backend(name) as backend:
 
         def cycle(index: int) -> None:
-            started = gevent.event.Event()
-            runner = coflow.start(blocked_in(index, started), initial_state=None, backend=backend)
-            assert started.wait(5)
-            runner.stop()
-            with pytest.raises(FlowStopped):
-                runner.result(timeout=5)
+            work = Work(kit)
+            runner = coflow.start(blocked_in(index, work), initial_state=None, backend=backend)
+            stop_once_started(runner, work.started)
+            work.release.set()  # on threads, the pool thread left to finish goes back to the pool
 
-        for index in range(10):
-            cycle(index)
-        gc.collect()
-        greenlets = live_greenlets()
-        threads = set(threading.enumerate())
-        for index in range(CYCLES):
-            cycle(index)
-        gc.collect()
+        before = set(threading.enumerate())
+        idle = kit.holds(backend)
+        try:
+            kept = kit.warm_up(backend)
+            for index in range(10):
+                cycle(index)
+            warm = set(threading.enumerate())
+            assert len(warm - before) == kept
 
-        assert live_greenlets() == greenlets
-        assert set(threading.enumerate()) - threads == set()
-        assert len(work_greenlets) == 5 + CYCLES // 2
-        still_alive = [ref() for ref in work_greenlets if ref() is not None and not ref().dead]
-        assert still_alive == []
+            for index in range(CYCLES):
+                cycle(index)
 
-
-def test_threads_start_stop_cycles_leave_no_threads() -> None:
-    workers = 4
-    backend = ThreadBackend(max_workers=workers)
-    before = set(threading.enumerate())
-    releases: list[threading.Event] = []
-
-    def blocked_in(cycle: int, started: threading.Event) -> Callable[[], FlowGen]:
-        release = threading.Event()
-        releases.append(release)
-
-        def work(state: Any) -> None:
-            started.set()
-            release.wait(5)
-
-        def in_run() -> FlowGen:
-            yield run(work)
-
-        def in_wait() -> FlowGen:
-            yield set_state(lambda state: started.set())
-            yield wait(5)
-
-        return in_run if cycle % 2 == 0 else in_wait
-
-    def cycle(index: int) -> None:
-        started = threading.Event()
-        runner = coflow.start(blocked_in(index, started), initial_state=None, backend=backend)
-        assert started.wait(5)
-        runner.stop()
-        with pytest.raises(FlowStopped):
-            runner.result(timeout=5)
-        releases[-1].set()  # the pool thread, left to finish by the stop, goes back to the pool
-
-    try:
-        # Warm up: fill the pool (all its threads busy at once) and start the scheduler.
-        everyone = threading.Barrier(workers)
-
-        def fill_pool() -> FlowGen:
-            yield parallel([functools.partial(everyone.wait, 5)] * workers)
-
-        coflow.start(fill_pool, initial_state=None, backend=backend).result(timeout=5)
-        for index in range(10):
-            cycle(index)
-        warm = set(threading.enumerate())
-        assert len(warm - before) == 1 + workers  # the scheduler and a full pool
-
-        for index in range(CYCLES):
-            cycle(index)
-
-        assert set(threading.enumerate()) - warm == set()
-    finally:
-        for release in releases:
-            release.set()
-        backend.close()
+            assert kit.holds(backend) == idle
+            assert set(threading.enumerate()) - warm == set()
+        finally:
+            for work in works:
+                work.release.set()
 
     own = set(threading.enumerate()) - before
     for thread in own:
         thread.join(5)
     assert [thread for thread in own if thread.is_alive()] == []
+    assert [work.log for work in works] == [[kit.fate]] * (5 + CYCLES // 2)
 
 
 # --- how start picks a backend -----------------------------------------------------------------
@@ -690,10 +611,13 @@ print(json.dumps({
 
 
 @needs_gevent
-def test_under_gevent_monkey_patching_start_uses_gevent_and_runs_work_in_greenlets() -> None:
+def test_under_gevent_monkey_patching_start_uses_gevent_and_runs_work_in_greenlets(
+    tmp_path: Path,
+) -> None:
+    # Run outside the source tree, so the program imports coflow as installed.
     completed = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(GEVENT_PATCHED_PROGRAM)],
-        cwd=REPO_ROOT,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
