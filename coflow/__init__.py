@@ -8,7 +8,7 @@ returns its ``Runner``.
 
 from __future__ import annotations
 
-from . import _handlers as _handlers  # registers the step handlers
+from . import _children as _children, _handlers as _handlers  # register the step handlers
 from ._backend import Backend as Backend
 from ._errors import (
     Cancelled as Cancelled,
@@ -36,6 +36,7 @@ from ._runner import Runner as Runner, start as start
 from ._steps import (
     Step as Step,
     branch as branch,
+    call as call,
     debounce as debounce,
     each as each,
     embed as embed,
@@ -47,10 +48,12 @@ from ._steps import (
     run as run,
     sequence as sequence,
     set_state as set_state,
+    spawn as spawn,
     timeout as timeout,
     wait as wait,
     wait_until as wait_until,
 )
+from ._supervisor import Supervisor as Supervisor
 
 __all__ = [
     "Backend",
@@ -78,7 +81,9 @@ __all__ = [
     "Skip",
     "Step",
     "StepFailed",
+    "Supervisor",
     "branch",
+    "call",
     "debounce",
     "each",
     "embed",
@@ -91,6 +96,7 @@ __all__ = [
     "run",
     "sequence",
     "set_state",
+    "spawn",
     "start",
     "timeout",
     "wait",

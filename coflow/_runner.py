@@ -18,13 +18,14 @@ from typing import Any, Protocol
 
 from ._backend import Backend, Latch, resolve_backend
 from ._errors import Cancelled, FlowFailed, FlowNotRunning, FlowStopped, FlowTimeout
-from ._events import FlowDone, FlowError, FlowEvent, FlowState
+from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
 from ._flow import Flow, flow_name, instantiate
 from ._future import SignalFuture
 from ._location import add_note
-from ._missing import MISSING
+from ._missing import MISSING, MissingType
 from ._scheduler import Task
-from ._steps import Debounce, Receive, WaitUntil
+from ._steps import Debounce, Receive, WaitUntil, reusable
+from ._supervisor import Supervisor, find_supervisor
 
 logger = logging.getLogger("coflow")
 
@@ -33,6 +34,7 @@ _ids = itertools.count(1)
 _REGISTERING = threading.Lock()
 
 Notify = Callable[[FlowEvent], Any]
+STATUSES = ("running", "done", "failed", "stopped")
 
 
 class StateView(Protocol):
@@ -53,6 +55,7 @@ class Runner:
         "_done_latch",
         "_error",
         "_id",
+        "_links",
         "_mailbox",
         "_root",
         "_sinks",
@@ -84,6 +87,8 @@ class Runner:
         self._error: BaseException | None = None
         self._cleanup_errors: list[BaseException] | None = None
         self._stopping = False
+        #: Parent, children and supervisor: made on first need (most runners have none).
+        self._links: Links | None = None
 
     @property
     def id(self) -> int:
@@ -92,8 +97,28 @@ class Runner:
             self._id = next(_ids)  # drawn on first use: most runners never need one
         return self._id
 
+    @property
+    def restarts(self) -> int:
+        """How many times a supervisor has restarted this flow."""
+        links = self._links
+        return 0 if links is None else links.restarts
+
     def __repr__(self) -> str:
         return f"<Runner {self.id} {self.name!r} {self.status}>"
+
+    def lineage(self) -> str:
+        """``parent > child``: the runner's name after its ancestors' (for error messages)."""
+        links = self._links
+        if links is None or links.parent is None:
+            return self.name
+        return f"{links.parent.lineage()} > {self.name}"
+
+    def ensure_links(self) -> Links:
+        """The runner's parent, children and supervisor (created on first use)."""
+        links = self._links
+        if links is None:
+            links = self._links = Links(self.state)
+        return links
 
     # -- the public, thread-safe API ----------------------------------------
 
@@ -123,6 +148,25 @@ class Runner:
         """Cancel the flow and its in-flight work; idempotent.  Cleanup steps still run."""
         if self.status == "running":
             self.backend.call_soon_threadsafe(self._stop)
+
+    def children(self, status: str | None = None) -> list[Runner]:
+        """The runners this one started with ``call`` and ``spawn``, oldest first.
+
+        ``status`` keeps only those with that status.  The list includes
+        finished children, across supervisor restarts.
+        """
+        if status is not None and status not in STATUSES:
+            raise ValueError(
+                f"children of flow {self.name!r}: unknown status {status!r}; expected one of "
+                + ", ".join(repr(name) for name in STATUSES)
+            )
+        links = self._links
+        if links is None:
+            return []
+        children = list(links.children)  # a snapshot: the scheduler may be adding one
+        if status is None:
+            return children
+        return [child for child in children if child.status == status]
 
     def result(self, timeout: float | None = None) -> Any:
         """Block until the flow ends; its final state, or ``FlowFailed`` / ``FlowStopped``.
@@ -268,10 +312,19 @@ class Runner:
         future.settle(new_state, None)
 
     def _stop(self) -> None:
+        """Cancel the children first (innermost first, last started first), then the flow."""
         if self.status == "running" and not self._stopping:
             self._stopping = True
+            self._stop_children()
             assert self._root is not None
             self._root.cancel()
+
+    def _stop_children(self) -> None:
+        links = self._links
+        if links is not None and links.active:
+            for child in reversed(links.children):
+                if child.status == "running":
+                    child._stop()
 
     def _emit(self, event: FlowEvent) -> None:
         for sink in self._sinks:
@@ -281,7 +334,50 @@ class Runner:
                 logger.exception("notify callback of flow %r raised; the flow goes on", self.name)
 
     def root_finished(self, value: Any, error: BaseException | None) -> None:
+        """The flow's body has ended: stop its children if it failed, then restart or end."""
         del value  # a flow's return value is not its result: its final state is
+        links = self._links
+        if links is not None and error is not None and links.active:
+            links.held = error  # the runner ends once the children stopped here have ended
+            self._stop_children()
+            return
+        self._settle(error)
+
+    def child_ended(self) -> None:
+        """One of this runner's children has ended (called on the scheduler, by the child)."""
+        links = self.ensure_links()
+        links.active -= 1
+        if not links.active and links.held is not None:
+            error, links.held = links.held, None
+            # Through the backend, so a deep chain of ending children never recurses.
+            self.backend.call_soon(self._settle, error)
+
+    def _settle(self, error: BaseException | None) -> None:
+        supervisor = self._links.supervisor if self._links is not None else None
+        if supervisor is not None and not self._stopping:
+            restart, error = supervisor.judge(self, error)
+            if restart:
+                self._restart(error)
+                return
+        self._end(error)
+
+    def _restart(self, reason: BaseException | None) -> None:
+        """Run the flow again from its initial state, on the same handle."""
+        links = self.ensure_links()
+        links.restarts += 1
+        self._blocked = None
+        self._mailbox = None
+        self._error = None
+        self._cleanup_errors = None
+        if self._sinks:
+            self._emit(FlowRestarted(reason, self))
+        self.state = links.initial_state
+        if self._sinks:
+            self._emit(FlowState(self.state, self))
+        root = self._root = Task(self, self, instantiate(self.flow, "supervisor restart"))
+        self.backend.call_soon(root.drive, None, None)  # never inline: a restart cannot recurse
+
+    def _end(self, error: BaseException | None) -> None:
         if error is None:
             self.status = "done"
             if self._sinks and not self._stopping:
@@ -300,8 +396,23 @@ class Runner:
         for sink in self._sinks:
             if isinstance(sink, EventStream):
                 sink.close()
+        links = self._links
+        if links is not None:
+            if links.parent is not None:
+                links.parent.child_ended()
+            if links.supervisor is not None:
+                links.supervisor.forget(self)
         if self._done_latch is not None:
             self._done_latch.set()
+
+    def when_ended(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` on the scheduler once the runner has ended; call on the scheduler."""
+        if self.status != "running":
+            callback()
+            return
+        if self._done_latch is None:
+            self._done_latch = Latch()
+        self._done_latch.add_callback(callback)
 
     def cleanup_failed(self, error: BaseException, where: str) -> None:
         """Cleanup run during a cancellation raised: log it and keep it for ``FlowError``."""
@@ -337,6 +448,42 @@ class Runner:
         assert self._error is not None
         where = getattr(self._error, "_coflow_where", None)
         raise FlowFailed(self.name, self._error, where) from self._error
+
+
+class Links:
+    """What ties a runner to others: its parent, its children, its supervisor.
+
+    Kept apart from ``Runner`` so that the many runners with none of these
+    stay small.  Children and refs survive supervisor restarts.
+    """
+
+    __slots__ = (
+        "active",
+        "children",
+        "held",
+        "initial_state",
+        "parent",
+        "refs",
+        "restart_times",
+        "restarts",
+        "supervisor",
+    )
+
+    def __init__(self, initial_state: Any) -> None:
+        self.parent: Runner | None = None
+        self.children: list[Runner] = []
+        #: Children still running.
+        self.active = 0
+        #: ``(flow, ref)`` -> the child started for it.
+        self.refs: dict[tuple[Any, Any], Runner] = {}
+        #: The error the runner ends with once the children it is stopping have ended.
+        self.held: BaseException | None = None
+        self.supervisor: Supervisor | None = None
+        #: What a restart starts from.
+        self.initial_state = initial_state
+        self.restarts = 0
+        #: When recent restarts happened, on the backend's clock (for the supervisor's limit).
+        self.restart_times: deque[float] = deque()
 
 
 class EventStream:
@@ -409,6 +556,19 @@ def _sink(notify: Any) -> Notify:
     raise TypeError(f"notify must be a callable or a queue with put_nowait, got {notify!r}")
 
 
+def launch(
+    flow: Any, backend: Backend, initial_state: Any, notify: Any, name: str | None
+) -> Runner:
+    """A runner for ``flow`` with its root task made, not yet posted to run."""
+    if initial_state is MISSING:
+        initial_state = flow.initial_state if isinstance(flow, Flow) else None
+    body = instantiate(flow, "coflow.start")
+    sinks = () if notify is None else (_sink(notify),)
+    runner = Runner(flow, backend, initial_state, name or flow_name(flow), sinks)
+    runner._root = Task(runner, runner, body)
+    return runner
+
+
 def start(
     flow: Any,
     *,
@@ -416,19 +576,24 @@ def start(
     notify: Any = None,
     backend: Backend | str | None = None,
     name: str | None = None,
+    supervisor: Supervisor | MissingType | None = MISSING,
 ) -> Runner:
     """Start running ``flow`` and return its ``Runner``.
 
     ``flow`` is a ``Flow``, a generator function, a generator object or a step.
-    ``initial_state`` overrides the flow's declared one.
+    ``initial_state`` overrides the flow's declared one.  ``supervisor`` names
+    the supervisor that restarts it; by default the one of the enclosing
+    ``with supervisor:`` block, else the installed one; ``None`` opts out.
     """
+    chosen = find_supervisor(supervisor)
+    if chosen is not None:
+        reusable("coflow.start under a supervisor, which restarts the flow", flow)
+        if backend is None:
+            backend = chosen.backend
     resolved = resolve_backend(backend)
-    if initial_state is MISSING:
-        initial_state = flow.initial_state if isinstance(flow, Flow) else None
-    body = instantiate(flow, "coflow.start")
-    sinks = () if notify is None else (_sink(notify),)
-    runner = Runner(flow, resolved, initial_state, name or flow_name(flow), sinks)
-    root = Task(runner, runner, body)
-    runner._root = root
-    resolved.call_soon_threadsafe(root.drive, None, None)
+    runner = launch(flow, resolved, initial_state, notify, name)
+    if chosen is not None:
+        chosen.adopt(runner)
+    assert runner._root is not None
+    resolved.call_soon_threadsafe(runner._root.drive, None, None)
     return runner

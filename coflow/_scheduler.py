@@ -212,7 +212,7 @@ class Task:
         while task is not None:
             frames[:0] = task.frames if task.join is not None else task.frames[1:]
             task = task.join.parent if task.join is not None else None
-        return flow_path(self.runner.name, frames)
+        return flow_path(self.runner.lineage(), frames)
 
 
 def _without_loop_frame(error: BaseException) -> BaseException:

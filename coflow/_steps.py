@@ -12,12 +12,15 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
 from ._validate import check_choice, check_delay, check_optional_delay
 from ._values import value
+
+if TYPE_CHECKING:
+    from ._runner import Runner  # noqa: F401 - named, as a string, in Spawn's base
 
 R_co = TypeVar("R_co", covariant=True)
 
@@ -65,7 +68,7 @@ def _constructor_name(cls: type) -> str:
     return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
 
 
-def _reusable(where: str, body: Any) -> Any:
+def reusable(where: str, body: Any) -> Any:
     """A body that runs many times cannot be a generator object, which runs only once."""
     if inspect.isgenerator(body):
         raise TypeError(
@@ -107,7 +110,7 @@ def repeat(body: Any, times: int | None = None) -> Repeat:
             raise TypeError(f"repeat: times must be an int or None, got {times!r}")
         if times < 0:
             raise ValueError(f"repeat: times must be >= 0, got {times!r}")
-    return Repeat(_reusable("repeat", body), times)
+    return Repeat(reusable("repeat", body), times)
 
 
 @value(repr=False)
@@ -352,8 +355,8 @@ def branch(selector: Callable[[Any], Any], cases: Mapping[Any, Any], default: An
     if not isinstance(cases, Mapping):
         raise TypeError(f"branch: cases must be a mapping, got {cases!r}")
     for body in cases.values():
-        _reusable("branch", body)
-    return Branch(selector, dict(cases), _reusable("branch", default))
+        reusable("branch", body)
+    return Branch(selector, dict(cases), reusable("branch", default))
 
 
 @value(repr=False)
@@ -385,6 +388,82 @@ def timeout(step: Any, seconds: float, default: Any | MissingType = MISSING) -> 
     return Timeout(step, check_delay("timeout", "seconds", seconds), default)
 
 
+def _check_child(where: str, flow: Any, ref: Any, notify: Any) -> None:
+    from ._flow import is_flow_like  # _flow builds on this module
+
+    if not is_flow_like(flow):
+        raise TypeError(
+            f"{where}: expected a flow (a Flow, a generator function, a generator or a step), "
+            f"got {flow!r}"
+        )
+    try:
+        hash(ref)
+    except TypeError:
+        raise TypeError(f"{where}({describe(flow)}): ref must be hashable, got {ref!r}") from None
+    if notify is not None and not (callable(notify) or hasattr(notify, "put_nowait")):
+        raise TypeError(
+            f"{where}({describe(flow)}): notify must be a callable or a queue with put_nowait, "
+            f"got {notify!r}"
+        )
+
+
+@value(repr=False)
+class Call(Step[Any]):
+    flow: Any
+    initial_state: Any = MISSING
+    ref: Hashable | None = None
+    timeout: float | None = None
+    timeout_value: Any = MISSING
+    notify: Any = None
+
+
+def call(
+    flow: Any,
+    *,
+    initial_state: Any = MISSING,
+    ref: Hashable | None = None,
+    timeout: float | None = None,
+    timeout_value: Any = MISSING,
+    notify: Any = None,
+) -> Call:
+    """Start ``flow`` as a child runner and wait for it; ``yield`` gives its final state.
+
+    A failed (or stopped) child raises ``ChildFailed``, whose ``__cause__`` is
+    the child's error.  After ``timeout`` seconds the child is stopped and
+    ``yield`` gives ``timeout_value``, or raises ``FlowTimeout`` without one.
+    With a ``ref``, a second call of the same ``(flow, ref)`` in this runner
+    waits for the same child, or gives its result if it has finished.
+    """
+    _check_child("call", flow, ref, notify)
+    timeout = check_optional_delay(f"call({describe(flow)})", "timeout", timeout)
+    return Call(flow, initial_state, ref, timeout, timeout_value, notify)
+
+
+@value(repr=False)
+class Spawn(Step["Runner"]):
+    flow: Any
+    initial_state: Any = MISSING
+    ref: Hashable | None = None
+    notify: Any = None
+
+
+def spawn(
+    flow: Any,
+    *,
+    initial_state: Any = MISSING,
+    ref: Hashable | None = None,
+    notify: Any = None,
+) -> Spawn:
+    """Start ``flow`` as a child runner and go on at once; ``yield`` gives its ``Runner``.
+
+    The child lives until it ends or this runner is stopped or fails.  With a
+    ``ref``, a second spawn of the same ``(flow, ref)`` in this runner gives
+    the child already started.
+    """
+    _check_child("spawn", flow, ref, notify)
+    return Spawn(flow, initial_state, ref, notify)
+
+
 #: The public constructors, so an uncalled one yielded by mistake gets a hint.
 CONSTRUCTORS: frozenset[Callable[..., Any]] = frozenset(
     {
@@ -403,5 +482,7 @@ CONSTRUCTORS: frozenset[Callable[..., Any]] = frozenset(
         branch,
         embed,
         timeout,
+        call,
+        spawn,
     }
 )

@@ -1,0 +1,128 @@
+"""``call`` and ``spawn``: child flows, each a runner of its own on its parent's backend.
+
+A child is a full ``Runner`` (its own state, notify, status and stop) tied to
+its parent through ``Links``.  The parent keeps every child it started (see
+``Runner.children``); stopping or failing the parent stops the children still
+running, and the parent ends only once they have (``Runner.root_finished``).
+
+A ``ref`` makes a start idempotent within one parent runner, across supervisor
+restarts too: the same ``(flow, ref)`` finds the child started before, unless
+that child was stopped, which gave no result; then a new one starts.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ._errors import ChildFailed, FlowStopped, FlowTimeout
+from ._flow import flow_name
+from ._handlers import handles
+from ._missing import MISSING
+from ._runner import Runner, launch
+from ._scheduler import SUSPEND, Task
+from ._steps import Call, Spawn
+
+
+def _flow_key(flow: Any) -> Any:
+    """What "the same flow" means for a ref: a generator object counts as its function."""
+    if inspect.isgenerator(flow):
+        return flow.gi_code
+    try:
+        hash(flow)
+    except TypeError:
+        return id(flow)
+    return flow
+
+
+def _child(parent: Runner, step: Call | Spawn) -> Runner:
+    """The child for ``step``: the one its ref already names, or a new one, started."""
+    links = parent.ensure_links()
+    key = None
+    if step.ref is not None:
+        key = (_flow_key(step.flow), step.ref)
+        known = links.refs.get(key)
+        if known is not None and known.status != "stopped":
+            return known
+    child = launch(step.flow, parent.backend, step.initial_state, step.notify, None)
+    child.ensure_links().parent = parent
+    links.children.append(child)
+    links.active += 1
+    if key is not None:
+        links.refs[key] = child
+    assert child._root is not None
+    parent.backend.call_soon(child._root.drive, None, None)
+    return child
+
+
+@handles(Spawn)
+def _spawn(task: Task, step: Spawn) -> Any:
+    return _child(task.runner, step)
+
+
+def _outcome(child: Runner) -> tuple[Any, BaseException | None]:
+    """What a ``call`` of an ended child gives: its final state, or ``ChildFailed``."""
+    if child.status == "done":
+        return child.state, None
+    reason = child._error if child.status == "failed" else FlowStopped(child.name)
+    assert reason is not None
+    failed = ChildFailed(child.name, reason)
+    failed.__cause__ = reason
+    return None, failed
+
+
+class ChildWait:
+    """What a task blocked in ``call`` waits on: the child's end, or the call's timeout."""
+
+    __slots__ = ("child", "step", "task", "timed_out", "timer")
+
+    def __init__(self, task: Task, child: Runner, step: Call) -> None:
+        self.task = task
+        self.child = child
+        self.step = step
+        self.timed_out = False
+        self.timer: Any = None
+        if step.timeout is not None:
+            self.timer = task.runner.backend.call_later(step.timeout, self.time_out)
+        child.when_ended(self.ended)
+
+    def ended(self) -> None:
+        error: BaseException | None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.timed_out:
+            step = self.step
+            if step.timeout_value is not MISSING:
+                value, error = step.timeout_value, None
+            else:
+                assert step.timeout is not None
+                value, error = None, FlowTimeout(f"call({flow_name(step.flow)})", step.timeout)
+        else:
+            value, error = _outcome(self.child)
+        self.task.wake_soon(value, error)
+
+    def time_out(self) -> None:
+        """Stop the child; the call gives its timeout result once the child has ended."""
+        self.timer = None
+        self.timed_out = True
+        self.child._stop()
+
+    def abort(self) -> None:
+        """The waiting task is cancelled: stop the child; the task resumes once it has ended."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.child._stop()
+
+
+@handles(Call)
+def _call(task: Task, step: Call) -> Any:
+    child = _child(task.runner, step)
+    if child.status != "running":  # a ref to a child that has ended: its outcome, at once
+        value, error = _outcome(child)
+        if error is not None:
+            raise error
+        return value
+    task.waiting = ChildWait(task, child, step)
+    return SUSPEND
