@@ -35,6 +35,10 @@ PUBLIC_NAMES = [
     "branch",
     "embed",
     "timeout",
+    "call",
+    "spawn",
+    # Supervision
+    "Supervisor",
     # Results
     "Ok",
     "Retry",
