@@ -41,7 +41,7 @@ def _child(parent: Runner, step: Call | Spawn) -> Runner:
     key = None
     if step.ref is not None:
         key = (_flow_key(step.flow), step.ref)
-        known = links.refs.get(key)
+        known = links.refs.get(key) if links.refs is not None else None
         if known is not None and known.status != "stopped":
             return known
     child = launch(step.flow, parent.backend, step.initial_state, step.notify, None)
@@ -49,6 +49,8 @@ def _child(parent: Runner, step: Call | Spawn) -> Runner:
     links.children.append(child)
     links.active += 1
     if key is not None:
+        if links.refs is None:
+            links.refs = {}
         links.refs[key] = child
     assert child._root is not None
     parent.backend.call_soon(child._root.drive, None, None)

@@ -475,7 +475,7 @@ class Links:
         #: Children still running.
         self.active = 0
         #: ``(flow, ref)`` -> the child started for it.
-        self.refs: dict[tuple[Any, Any], Runner] = {}
+        self.refs: dict[tuple[Any, Any], Runner] | None = None
         #: The error the runner ends with once the children it is stopping have ended.
         self.held: BaseException | None = None
         self.supervisor: Supervisor | None = None
@@ -483,7 +483,7 @@ class Links:
         self.initial_state = initial_state
         self.restarts = 0
         #: When recent restarts happened, on the backend's clock (for the supervisor's limit).
-        self.restart_times: deque[float] = deque()
+        self.restart_times: list[float] = []
 
 
 class EventStream:

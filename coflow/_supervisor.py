@@ -159,7 +159,7 @@ class Supervisor:
         now = runner.backend.now()
         times = links.restart_times
         while times and now - times[0] > self.max_seconds:
-            times.popleft()
+            del times[0]  # a handful at most: max_restarts of them
         if len(times) >= self.max_restarts:
             return False, self._give_up(runner, error)
         times.append(now)
