@@ -1,9 +1,9 @@
 """``call`` and ``spawn``: child flows, each a runner of its own on its parent's backend.
 
 A child is a full ``Runner`` (its own state, notify, status and stop) tied to
-its parent through ``Links``.  The parent keeps every child it started (see
-``Runner.children``); stopping or failing the parent stops the children still
-running, and the parent ends only once they have (``Runner.root_finished``).
+its parent through ``Links``, which also says which children the parent keeps
+listing.  Stopping or failing the parent stops the children still running,
+and the parent ends only once they have (``Runner.root_finished``).
 
 A ``ref`` makes a start idempotent within one parent runner, across supervisor
 restarts too: the same ``(flow, ref)`` finds the child started before, unless
@@ -22,6 +22,9 @@ from ._missing import MISSING
 from ._runner import Runner, launch
 from ._scheduler import SUSPEND, Task
 from ._steps import Call, Spawn
+
+#: How many callers of ended children may resume nested in one another (see ``ChildWait.ended``).
+MAX_NESTED_RESUMES = 16
 
 
 def _flow_key(flow: Any) -> Any:
@@ -46,12 +49,7 @@ def _child(parent: Runner, step: Call | Spawn) -> Runner:
             return known
     child = launch(step.flow, parent.backend, step.initial_state, step.notify, None)
     child.ensure_links().parent = parent
-    links.children.append(child)
-    links.active += 1
-    if key is not None:
-        if links.refs is None:
-            links.refs = {}
-        links.refs[key] = child
+    links.add_child(child, key)
     assert child._root is not None
     parent.backend.call_soon(child._root.drive, None, None)
     return child
@@ -102,7 +100,19 @@ class ChildWait:
                 value, error = None, FlowTimeout(f"call({flow_name(step.flow)})", step.timeout)
         else:
             value, error = _outcome(self.child)
-        self.task.wake_soon(value, error)
+        # Resumed at once, as finished work resumes its task; but a chain of callers
+        # ending together nests, so past a bound the resumption is posted instead.
+        task = self.task
+        backend = task.runner.backend
+        if backend.nested_resumes >= MAX_NESTED_RESUMES:
+            task.wake_soon(value, error)
+            return
+        backend.nested_resumes += 1
+        try:
+            task.waiting = None
+            task.drive(value, error)
+        finally:
+            backend.nested_resumes -= 1
 
     def time_out(self) -> None:
         """Stop the child; the call gives its timeout result once the child has ended."""

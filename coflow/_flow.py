@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Generator
+from types import FunctionType
 from typing import Any, overload
 
 from ._missing import MISSING
@@ -87,6 +88,8 @@ def step_body(step: Step[Any]) -> FlowGenerator:
 
 def flow_name(body: Any) -> str:
     """The name a flow-like shows in errors and as a runner's default name."""
+    if body.__class__ is FunctionType:
+        return body.__name__
     if isinstance(body, Flow):
         return body.name
     if inspect.isgenerator(body):
@@ -109,6 +112,9 @@ def is_flow_like(value: Any) -> bool:
 
 def instantiate(body: Any, where: str) -> FlowGenerator:
     """A fresh generator for a flow-like, or ``TypeError`` naming ``where``."""
+    code = getattr(body, "__code__", None)
+    if code is not None and code.co_flags & inspect.CO_GENERATOR:
+        return body()  # type: ignore[no-any-return]  # a generator function: the commonest
     if inspect.isgenerator(body):
         return body
     if isinstance(body, Flow):

@@ -21,6 +21,7 @@ from ._errors import Cancelled, FlowFailed, FlowNotRunning, FlowStopped, FlowTim
 from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
 from ._flow import Flow, flow_name, instantiate
 from ._future import SignalFuture
+from ._links import Links
 from ._location import add_note
 from ._missing import MISSING, MissingType
 from ._scheduler import Task
@@ -117,7 +118,7 @@ class Runner:
         """The runner's parent, children and supervisor (created on first use)."""
         links = self._links
         if links is None:
-            links = self._links = Links(self.state)
+            links = self._links = Links()
         return links
 
     # -- the public, thread-safe API ----------------------------------------
@@ -163,7 +164,7 @@ class Runner:
         links = self._links
         if links is None:
             return []
-        children = list(links.children)  # a snapshot: the scheduler may be adding one
+        children = links.listed_children()
         if status is None:
             return children
         return [child for child in children if child.status == status]
@@ -321,10 +322,9 @@ class Runner:
 
     def _stop_children(self) -> None:
         links = self._links
-        if links is not None and links.active:
-            for child in reversed(links.children):
-                if child.status == "running":
-                    child._stop()
+        if links is not None:
+            for child in links.running_children():
+                child._stop()
 
     def _emit(self, event: FlowEvent) -> None:
         for sink in self._sinks:
@@ -337,20 +337,39 @@ class Runner:
         """The flow's body has ended: stop its children if it failed, then restart or end."""
         del value  # a flow's return value is not its result: its final state is
         links = self._links
-        if links is not None and error is not None and links.active:
-            links.held = error  # the runner ends once the children stopped here have ended
-            self._stop_children()
-            return
-        self._settle(error)
+        if links is not None:
+            if error is not None and links.active:
+                links.held = error  # the runner ends once the children stopped here have ended
+                self._stop_children()
+                return
+            if links.supervisor is not None:
+                self._settle(error)
+                return
+        self._end(error)
 
-    def child_ended(self) -> None:
+    def child_ended(self, child: Runner, kept: bool) -> None:
         """One of this runner's children has ended (called on the scheduler, by the child)."""
-        links = self.ensure_links()
-        links.active -= 1
-        if not links.active and links.held is not None:
+        links = self._links
+        assert links is not None  # made when the child was added
+        links.child_ended(child, kept)
+        if links.active:
+            return
+        if links.parked is not None:
+            task, links.parked = links.parked, None
+            self.backend.call_soon(task.drive, None, None)
+        elif links.held is not None:
             error, links.held = links.held, None
             # Through the backend, so a deep chain of ending children never recurses.
             self.backend.call_soon(self._settle, error)
+
+    def park_until_children_end(self, task: Task) -> bool:
+        """Hold the cancelled root ``task`` while children run; True if it was held."""
+        links = self._links
+        if links is None or not links.active:
+            return False
+        links.parked = task
+        task.waiting = links  # not None: the task is blocked, and nothing else can wake it
+        return True
 
     def _settle(self, error: BaseException | None) -> None:
         supervisor = self._links.supervisor if self._links is not None else None
@@ -399,7 +418,7 @@ class Runner:
         links = self._links
         if links is not None:
             if links.parent is not None:
-                links.parent.child_ended()
+                links.parent.child_ended(self, links.keep)
             if links.supervisor is not None:
                 links.supervisor.forget(self)
         if self._done_latch is not None:
@@ -448,42 +467,6 @@ class Runner:
         assert self._error is not None
         where = getattr(self._error, "_coflow_where", None)
         raise FlowFailed(self.name, self._error, where) from self._error
-
-
-class Links:
-    """What ties a runner to others: its parent, its children, its supervisor.
-
-    Kept apart from ``Runner`` so that the many runners with none of these
-    stay small.  Children and refs survive supervisor restarts.
-    """
-
-    __slots__ = (
-        "active",
-        "children",
-        "held",
-        "initial_state",
-        "parent",
-        "refs",
-        "restart_times",
-        "restarts",
-        "supervisor",
-    )
-
-    def __init__(self, initial_state: Any) -> None:
-        self.parent: Runner | None = None
-        self.children: list[Runner] = []
-        #: Children still running.
-        self.active = 0
-        #: ``(flow, ref)`` -> the child started for it.
-        self.refs: dict[tuple[Any, Any], Runner] | None = None
-        #: The error the runner ends with once the children it is stopping have ended.
-        self.held: BaseException | None = None
-        self.supervisor: Supervisor | None = None
-        #: What a restart starts from.
-        self.initial_state = initial_state
-        self.restarts = 0
-        #: When recent restarts happened, on the backend's clock (for the supervisor's limit).
-        self.restart_times: list[float] = []
 
 
 class EventStream:

@@ -23,7 +23,8 @@ Invariants, which every backend relies on:
   already ready: a flow that never blocks cannot starve the others.
 * Cancellation is structured.  ``Task.cancel`` first aborts what the task is
   blocked on (children are cancelled before their parent, last started first,
-  and waited for), then throws ``Cancelled`` into the top frame.  Frames that
+  and waited for), then throws ``Cancelled`` into the top frame; a root task
+  throws it only once the runner's child runners have ended.  Frames that
   existed when the cancellation began receive it innermost first; whatever
   they yield while handling it (cleanup) runs normally and is not cancelled
   again.  An error raised by such cleanup is logged and kept, never allowed to
@@ -97,6 +98,8 @@ class Task:
         """Resume the top frame with ``value`` (or ``error``) and run until the task blocks."""
         self.waiting = None
         if self.cancel_pending:
+            if self.join is None and self.runner.park_until_children_end(self):
+                return  # the runner's children end first; then Cancelled is thrown here
             self.cancel_pending = False
             value, error = None, Cancelled()
         frames = self.frames

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ._missing import MISSING, MissingType
@@ -389,6 +390,10 @@ def timeout(step: Any, seconds: float, default: Any | MissingType = MISSING) -> 
 
 
 def _check_child(where: str, flow: Any, ref: Any, notify: Any) -> None:
+    """Checks for ``call``/``spawn``; a plain generator function with no options passes at once."""
+    if flow.__class__ is FunctionType and ref is None and notify is None:
+        if flow.__code__.co_flags & inspect.CO_GENERATOR:
+            return
     from ._flow import is_flow_like  # _flow builds on this module
 
     if not is_flow_like(flow):
@@ -417,6 +422,10 @@ class Call(Step[Any]):
     notify: Any = None
 
 
+# ``call`` builds its step through the slot descriptors, as ``wait`` does: it is often in loops.
+_CALL_SLOTS = [Call.__dict__[field.name].__set__ for field in dataclasses.fields(Call)]
+
+
 def call(
     flow: Any,
     *,
@@ -435,8 +444,17 @@ def call(
     waits for the same child, or gives its result if it has finished.
     """
     _check_child("call", flow, ref, notify)
-    timeout = check_optional_delay(f"call({describe(flow)})", "timeout", timeout)
-    return Call(flow, initial_state, ref, timeout, timeout_value, notify)
+    if timeout is not None:
+        timeout = check_delay(f"call({describe(flow)})", "timeout", timeout)
+    step = _new(Call)
+    set_flow, set_initial_state, set_ref, set_timeout, set_timeout_value, set_notify = _CALL_SLOTS
+    set_flow(step, flow)
+    set_initial_state(step, initial_state)
+    set_ref(step, ref)
+    set_timeout(step, timeout)
+    set_timeout_value(step, timeout_value)
+    set_notify(step, notify)
+    return step
 
 
 @value(repr=False)

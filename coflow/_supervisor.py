@@ -136,6 +136,7 @@ class Supervisor:
         """Supervise ``runner`` (before it first runs)."""
         links = runner.ensure_links()
         links.supervisor = self
+        links.initial_state = runner.state
         with self._lock:
             self._runners[runner] = None
 
@@ -158,6 +159,8 @@ class Supervisor:
         links = runner.ensure_links()
         now = runner.backend.now()
         times = links.restart_times
+        if times is None:
+            times = links.restart_times = []
         while times and now - times[0] > self.max_seconds:
             del times[0]  # a handful at most: max_restarts of them
         if len(times) >= self.max_restarts:

@@ -1,0 +1,86 @@
+"""``Links``: what ties a runner to others: its parent, its children, its supervisor.
+
+Kept apart from ``Runner`` so that the many runners with none of these stay
+small; a runner makes its ``Links`` on first need.
+
+A parent keeps its children in start order: all that are running, all that
+were started with a ``ref`` (the ref must keep finding them), and the
+``KEPT_FINISHED`` most recent others that have finished.  Older finished
+children are let go, so a flow that calls a child in a loop for days holds a
+bounded number of them.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+    from ._scheduler import Task
+    from ._supervisor import Supervisor
+
+#: Finished children without a ref that a parent keeps listing in ``children()``.
+KEPT_FINISHED = 100
+
+
+class Links:
+    """A runner's parent, children and supervisor; see the module docstring."""
+
+    # Class attributes are the defaults: a new ``Links`` sets nothing, and each
+    # runner's sets only what it uses (a child: its parent; a parent: its children).
+    parent: Runner | None = None
+    #: Whether the parent keeps this runner after it ends (it was started with a ref).
+    keep = False
+    #: The children listed by ``children()``, in start order (a dict: O(1) removal).
+    children: dict[Runner, None] | None = None
+    #: How many of them are running.
+    active = 0
+    #: Finished children without a ref, oldest first: the ones let go first.
+    finished: deque[Runner] | None = None
+    #: ``(flow, ref)`` -> the child started for it.
+    refs: dict[tuple[Any, Hashable], Runner] | None = None
+    #: The error the runner ends with once the children it is stopping have ended.
+    held: BaseException | None = None
+    #: The cancelled root task, held until the children it is stopping have ended.
+    parked: Task | None = None
+    supervisor: Supervisor | None = None
+    #: What a supervisor's restart starts from.
+    initial_state: Any = None
+    restarts = 0
+    #: When recent restarts happened, on the backend's clock (the supervisor's limit).
+    restart_times: list[float] | None = None
+
+    def add_child(self, child: Runner, key: tuple[Any, Hashable] | None) -> None:
+        children = self.children
+        if children is None:
+            children = self.children = {}
+        children[child] = None
+        self.active += 1
+        if key is not None:
+            if self.refs is None:
+                self.refs = {}
+            self.refs[key] = child
+            child.ensure_links().keep = True
+
+    def child_ended(self, child: Runner, kept: bool) -> None:
+        self.active -= 1
+        if kept:
+            return
+        finished = self.finished
+        if finished is None:
+            finished = self.finished = deque()
+        elif len(finished) >= KEPT_FINISHED:
+            assert self.children is not None
+            del self.children[finished.popleft()]
+        finished.append(child)
+
+    def running_children(self) -> list[Runner]:
+        """The running children, last started first: the order they are stopped in."""
+        if not self.active or self.children is None:
+            return []
+        return [child for child in reversed(self.children) if child.status == "running"]
+
+    def listed_children(self) -> list[Runner]:
+        return [] if self.children is None else list(self.children.copy())
