@@ -65,8 +65,8 @@ class Backend(ABC):
     random: random.Random
     #: On the virtual clock, the most steps a flow may take at one instant without blocking.
     max_steps: int | None = None
-    #: Callers of ended children being resumed inline, one inside another (scheduler only).
-    nested_resumes = 0
+    #: Tasks being driven inside another task's step, one inside another (scheduler only).
+    nested_drives = 0
 
     @abstractmethod
     def now(self) -> float:

@@ -23,8 +23,8 @@ from ._runner import Runner, launch
 from ._scheduler import SUSPEND, Task
 from ._steps import Call, Spawn
 
-#: How many callers of ended children may resume nested in one another (see ``ChildWait.ended``).
-MAX_NESTED_RESUMES = 16
+#: How deep tasks may be driven inside one another's steps (see ``_nested``).
+MAX_NESTED_DRIVES = 16
 
 
 def _flow_key(flow: Any) -> Any:
@@ -38,26 +38,49 @@ def _flow_key(flow: Any) -> Any:
     return flow
 
 
-def _child(parent: Runner, step: Call | Spawn) -> Runner:
-    """The child for ``step``: the one its ref already names, or a new one, started."""
+def _child(parent: Runner, step: Call | Spawn) -> tuple[Runner, bool]:
+    """The child for ``step``: the one its ref already names, or a new one; and if it is new.
+
+    A new child is made, not yet started.
+    """
     links = parent.ensure_links()
     key = None
     if step.ref is not None:
         key = (_flow_key(step.flow), step.ref)
         known = links.refs.get(key) if links.refs is not None else None
         if known is not None and known.status != "stopped":
-            return known
+            return known, False
     child = launch(step.flow, parent.backend, step.initial_state, step.notify, None)
     child.ensure_links().parent = parent
     links.add_child(child, key)
-    assert child._root is not None
-    parent.backend.call_soon(child._root.drive, None, None)
-    return child
+    return child, True
+
+
+def _nested(task: Task, value: Any, error: BaseException | None) -> bool:
+    """Drive ``task`` now, inside the step being run; False if already nested too deep.
+
+    Starting a called child, or resuming the caller of an ended child, inline
+    saves a trip through the backend; but chains of them nest, so past a
+    bound they are posted instead, and depth never costs recursion.
+    """
+    backend = task.runner.backend
+    if backend.nested_drives >= MAX_NESTED_DRIVES:
+        return False
+    backend.nested_drives += 1
+    try:
+        task.drive(value, error)
+    finally:
+        backend.nested_drives -= 1
+    return True
 
 
 @handles(Spawn)
 def _spawn(task: Task, step: Spawn) -> Any:
-    return _child(task.runner, step)
+    child, new = _child(task.runner, step)
+    if new:
+        assert child._root is not None
+        child.backend.call_soon(child._root.drive, None, None)  # the parent goes on first
+    return child
 
 
 def _outcome(child: Runner) -> tuple[Any, BaseException | None]:
@@ -100,19 +123,10 @@ class ChildWait:
                 value, error = None, FlowTimeout(f"call({flow_name(step.flow)})", step.timeout)
         else:
             value, error = _outcome(self.child)
-        # Resumed at once, as finished work resumes its task; but a chain of callers
-        # ending together nests, so past a bound the resumption is posted instead.
         task = self.task
-        backend = task.runner.backend
-        if backend.nested_resumes >= MAX_NESTED_RESUMES:
+        task.waiting = None
+        if not _nested(task, value, error):  # resumed at once, as finished work resumes its task
             task.wake_soon(value, error)
-            return
-        backend.nested_resumes += 1
-        try:
-            task.waiting = None
-            task.drive(value, error)
-        finally:
-            backend.nested_resumes -= 1
 
     def time_out(self) -> None:
         """Stop the child; the call gives its timeout result once the child has ended."""
@@ -130,8 +144,13 @@ class ChildWait:
 
 @handles(Call)
 def _call(task: Task, step: Call) -> Any:
-    child = _child(task.runner, step)
-    if child.status != "running":  # a ref to a child that has ended: its outcome, at once
+    child, new = _child(task.runner, step)
+    if new:
+        root = child._root
+        assert root is not None
+        if not _nested(root, None, None):  # the caller waits anyway: start the child now
+            child.backend.call_soon(root.drive, None, None)
+    if child.status != "running":  # it has ended already, or a ref named an ended child
         value, error = _outcome(child)
         if error is not None:
             raise error
