@@ -32,19 +32,20 @@ class Sizes:
     retry_attempts: int
     overhead_steps: int
     overhead_tasks: int
+    child_calls: int
 
 
 QUICK = Sizes(repeats=5, sync_steps=200_000, virtual_flows=2_000, virtual_waits=100,
               memory_flows=10_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
-              overhead_steps=10_000, overhead_tasks=10_000)
+              overhead_steps=10_000, overhead_tasks=10_000, child_calls=20_000)
 FULL = Sizes(repeats=5, sync_steps=1_000_000, virtual_flows=10_000, virtual_waits=100,
              memory_flows=10_000, signals=1_000_000, retry_runs=20_000, retry_attempts=10,
-             overhead_steps=100_000, overhead_tasks=10_000)
+             overhead_steps=100_000, overhead_tasks=10_000, child_calls=100_000)
 #: The model SPEC §8 names for the virtual-time line.
 SPEC_VIRTUAL = (10_000, 100)
 
-LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead")
-PROFILED = ("sync_steps", "virtual_time", "signals", "retry", "backend_overhead")
+LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead", "children")
+PROFILED = ("sync_steps", "virtual_time", "signals", "retry", "backend_overhead", "children")
 
 
 def measure_line(name: str, sizes: Sizes) -> list[Row]:
@@ -70,6 +71,9 @@ def measure_line(name: str, sizes: Sizes) -> list[Row]:
     if name == "backend_overhead":
         from . import backend_overhead
         return backend_overhead.measure(sizes.overhead_steps, sizes.overhead_tasks, sizes.repeats)
+    if name == "children":
+        from . import children
+        return children.measure(sizes.child_calls, sizes.repeats)
     raise ValueError(f"unknown benchmark line {name!r}; choose from {', '.join(LINES)}")
 
 
@@ -89,6 +93,9 @@ def profile_target(name: str, sizes: Sizes) -> Callable[[], float]:
     if name == "backend_overhead":
         from . import backend_overhead
         return backend_overhead.profile_target(sizes.overhead_steps, sizes.overhead_tasks)
+    if name == "children":
+        from . import children
+        return children.profile_target(sizes.child_calls)
     raise ValueError(f"no profile for {name!r}; choose from {', '.join(PROFILED)}")
 
 

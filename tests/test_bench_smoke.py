@@ -23,6 +23,7 @@ if str(REPOSITORY) not in sys.path:
 from bench import (  # noqa: E402
     Row,
     backend_overhead,
+    children,
     format_table,
     memory,
     retry,
@@ -143,3 +144,21 @@ def test_backend_overhead_line_without_gevent(monkeypatch: pytest.MonkeyPatch) -
         assert row.peer == "gevent (not installed)" and row.verdict() == "n/a"
     assert_rows([row for row in rows if row not in not_measured], 4)
     assert "gevent (not installed)" in format_table(rows)
+
+
+def test_children_each_side_runs_every_child() -> None:
+    # Each side counts the children (or tasks) that ran and raises if the count is off.
+    assert children.run_coflow_virtual(30) > 0
+    assert children.run_coflow_asyncio(30) > 0
+    assert children.run_asyncio_tasks(30) > 0
+
+
+def test_children_line() -> None:
+    rows = children.measure(calls=20, repeats=1)
+    assert_rows(rows, 2)
+    assert [row.line for row in rows] == [
+        "child flows, virtual: call x 20",
+        "child flows, asyncio: call x 20",
+    ]
+    assert all(row.peer == "await create_task(trivial())" for row in rows)
+    assert all(row.target.on == "coflow" and row.target.bound == 5.0 for row in rows)
