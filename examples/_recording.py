@@ -18,6 +18,8 @@ def record_events(
 ) -> list[Record]:
     """Start an example with ``start(backend, notify)``, wait for its runners, return its events.
 
+    Each runner is waited for, and then its children (``call`` and ``spawn``).
+
     ``backend`` defaults to a fresh virtual clock.  A runner that ends failed or
     stopped is part of the story: its end is in the events, so it is not raised.
     """
@@ -35,11 +37,18 @@ def record_events(
             notify(entry)
 
     for runner in start(backend, record):
-        try:
-            runner.result(timeout=10)
-        except (coflow.FlowFailed, coflow.FlowStopped):
-            pass  # told by the events: FlowError, or no more events after a stop
+        wait_for(runner)
     return records
+
+
+def wait_for(runner: coflow.Runner) -> None:
+    """Wait for ``runner``, then for the children it started (a spawned one may outlive it)."""
+    try:
+        runner.result(timeout=10)
+    except (coflow.FlowFailed, coflow.FlowStopped):
+        pass  # told by the events: FlowError, or no more events after a stop
+    for child in runner.children():
+        wait_for(child)
 
 
 def print_records(records: list[Record]) -> None:
