@@ -5,34 +5,41 @@ The examples live in the source tree's ``examples/`` package.  Each one has
 notify event with its time since the example started, and waits for the
 runners to end, as an application on that backend would: by blocking on
 ``runner.result()`` for threads and gevent (from the main greenlet), and
-inside ``asyncio.run`` with ``await runner.wait()`` for asyncio.  On the
-virtual clock ``runner.result()`` jumps from timer to timer, so the whole
+inside ``asyncio.run`` with ``await runner.wait()`` for asyncio; then for the
+children each runner started (a spawned child may outlive its parent).  On
+the virtual clock ``runner.result()`` jumps from timer to timer, so the whole
 demo takes no real time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
+import logging
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
 from ._backend import BACKEND_NAMES, Backend, resolve_backend
 from ._errors import FlowFailed, FlowStopped
-from ._events import FlowDone, FlowState
+from ._events import FlowDone, FlowError, FlowRestarted, FlowState
 from ._runner import Runner, start
 from ._steps import set_state
 
-EXAMPLES = ("sync_book", "import_books", "order_saga")
+EXAMPLES = ("sync_book", "import_books", "order_saga", "order_pipeline", "flaky_supervised")
 #: The backends ``--backend`` accepts, and the one used when none is named.
 BACKENDS = BACKEND_NAMES
 DEFAULT_BACKEND = "threads"
-#: Seconds to wait for one flow of an example (the longest takes 2.5 s) before giving up.
+#: Seconds to wait for one flow of an example (the longest takes 1.6 s) before giving up.
 LIMIT = 30.0
+#: The width of the column of flow names (a child is named after its parents: ``order-1>email``).
+NAME_WIDTH = 20
+#: What a note of the supervisor giving up on a flow begins with.
+GAVE_UP = "coflow: the supervisor gave up"
 
 
 def load_examples() -> list[ModuleType]:
@@ -57,6 +64,11 @@ def shorten(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def label(runner: Runner) -> str:
+    """The runner's name; a child's after its parent's, as in ``order-1>payment_flow``."""
+    return runner.lineage().replace(" > ", ">")
+
+
 def changes(previous: Any, state: Any) -> str:
     """What a new state changed: ``key=value`` for each changed key of a dict, else the state."""
     if not (isinstance(previous, dict) and isinstance(state, dict)):
@@ -74,8 +86,11 @@ class EventPrinter:
     """The demo's notify: one line per event, with its time since the example began.
 
     A state is shown as what changed since the flow's previous state, so each line
-    says what the event did.  Events arrive on the backend's scheduler while the
-    demo's own thread reports stopped flows, so lines are written under a lock.
+    says what the event did; a child flow's first state, whose initial state the
+    printer never saw, is shown whole.  A supervisor's restart is shown with its
+    count and reason, and the state that follows it as the initial one.  Events
+    arrive on the backend's scheduler while the demo's own thread reports stopped
+    flows, so lines are written under a lock.
     """
 
     def __init__(self, out: TextIO) -> None:
@@ -83,6 +98,8 @@ class EventPrinter:
         self.backend: Backend | None = None
         self.origin = 0.0
         self.states: dict[int, Any] = {}
+        #: Runners just restarted: their next state is their initial one.
+        self.restarted: set[int] = set()
         self.lock = threading.Lock()
         #: Set when the output was closed (``demo | head``): the demo then stops early.
         self.closed = False
@@ -101,6 +118,7 @@ class EventPrinter:
         self.backend = backend
         self.origin = backend.now()
         self.states.clear()
+        self.restarted.clear()
         title = (example.__doc__ or "").strip().splitlines()[0:1]
         self.write("\n== " + " ".join([example.__name__.rpartition(".")[2] + ":", *title]))
 
@@ -112,19 +130,33 @@ class EventPrinter:
     def ended(self, runner: Runner, end: FlowFailed | FlowStopped) -> None:
         """A failed flow's last event is its error; a stopped one sends none, so say so."""
         if isinstance(end, FlowStopped):
-            self.write(f"{'':7}  {runner.name:<12}  stopped")
+            self.write(f"{'':7}  {label(runner):<{NAME_WIDTH}}  stopped")
 
     def __call__(self, event: Any) -> None:
         runner = event.runner
+        kind = type(event).__name__.removeprefix("Flow").lower()
         if isinstance(event, (FlowState, FlowDone)):
             previous = self.states.get(runner.id, _NOTHING)
             self.states[runner.id] = event.state
             text = "" if event.state == previous else changes(previous, event.state)
+            if runner.id in self.restarted and isinstance(event, FlowState):
+                self.restarted.discard(runner.id)
+                text = f"(initial) {text or '(unchanged)'}"
+        elif isinstance(event, FlowRestarted):
+            self.restarted.add(runner.id)
+            kind = "restart"
+            why = "a normal end" if event.reason is None else shorten(event.reason, 80)
+            text = f"#{runner.restarts} after {why}"
+        elif isinstance(event, FlowError):
+            notes = getattr(event.reason, "__notes__", ())
+            if any(str(note).startswith(GAVE_UP) for note in notes):
+                text = f"{shorten(event.reason, 80)}; the supervisor gave up"
+            else:
+                text = shorten(event.reason, 100)
         else:
-            text = shorten(getattr(event, "reason", event), 100)
-        kind = type(event).__name__.removeprefix("Flow").lower()
+            text = shorten(event, 100)
         seconds = runner.backend.now() - self.origin
-        self.write(f"{seconds:7.3f}  {runner.name:<12}  {kind:<5}  {text}".rstrip())
+        self.write(f"{seconds:7.3f}  {label(runner):<{NAME_WIDTH}}  {kind:<5}  {text}".rstrip())
 
 
 _NOTHING = object()
@@ -152,10 +184,17 @@ def run_examples(backend: Backend, printer: EventPrinter, examples: Sequence[Mod
         if printer.closed:
             break
         for runner in start_example(example, backend, printer).result(timeout=LIMIT):
-            try:
-                runner.result(timeout=LIMIT)
-            except (FlowFailed, FlowStopped) as end:
-                printer.ended(runner, end)
+            wait_for(runner, printer)
+
+
+def wait_for(runner: Runner, printer: EventPrinter) -> None:
+    """Block until ``runner`` has ended, then until its children have."""
+    try:
+        runner.result(timeout=LIMIT)
+    except (FlowFailed, FlowStopped) as end:
+        printer.ended(runner, end)
+    for child in runner.children():
+        wait_for(child, printer)
 
 
 async def run_examples_async(printer: EventPrinter, examples: Sequence[ModuleType]) -> None:
@@ -166,10 +205,43 @@ async def run_examples_async(printer: EventPrinter, examples: Sequence[ModuleTyp
             break
         runners = await asyncio.wait_for(start_example(example, backend, printer).wait(), LIMIT)
         for runner in runners:
-            try:
-                await asyncio.wait_for(runner.wait(), LIMIT)
-            except (FlowFailed, FlowStopped) as end:
-                printer.ended(runner, end)
+            await wait_for_async(runner, printer)
+
+
+async def wait_for_async(runner: Runner, printer: EventPrinter) -> None:
+    """Await ``runner``'s end, then its children's."""
+    try:
+        await asyncio.wait_for(runner.wait(), LIMIT)
+    except (FlowFailed, FlowStopped) as end:
+        printer.ended(runner, end)
+    for child in runner.children():
+        await wait_for_async(child, printer)
+
+
+class OneLine(logging.Formatter):
+    """A log record as one line, without its traceback: the demo's events tell the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.name}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+@contextlib.contextmanager
+def brief_logs() -> Iterator[None]:
+    """Unless logging is set up, show coflow's log records (restarts) on one line each.
+
+    With no handler anywhere, Python would print each with its traceback.
+    """
+    logger = logging.getLogger("coflow")
+    if logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler()  # sys.stderr, as Python's last-resort handler
+    handler.setFormatter(OneLine())
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def run_demo(
@@ -187,8 +259,9 @@ def run_demo(
     examples = load_examples() if examples is None else examples
     mode = "virtual clock, no real time passes" if name == "virtual" else "real time"
     printer.write(f"coflow demo on the {name} backend ({mode})")
-    if backend is None:
-        asyncio.run(run_examples_async(printer, examples))
-    else:
-        run_examples(backend, printer, examples)
+    with brief_logs():
+        if backend is None:
+            asyncio.run(run_examples_async(printer, examples))
+        else:
+            run_examples(backend, printer, examples)
     return 1 if printer.closed else 0

@@ -15,7 +15,7 @@ time  what happens
       attempt 1 fails
 1.0   attempt 2 fails (after 0.2 s)
 1.4   attempt 3 succeeds (after 0.4 s): ``dirty`` is false
-2.5   the driver stops the flow
+1.6   the driver stops the flow
 ====  =====================================================
 
 Run it with ``python -m examples.sync_book`` or ``python -m coflow demo``.
@@ -67,7 +67,7 @@ def mark_dirty(state: BookState) -> BookState:
 
 
 def editor(
-    book: coflow.Runner, edits: int = 4, every: float = 0.1, stop_after: float = 2.5
+    book: coflow.Runner, edits: int = 4, every: float = 0.1, stop_after: float = 1.6
 ) -> Iterator[Any]:
     """Drive the example: a burst of edits, then stop the sync flow."""
     for _ in range(edits):
@@ -77,7 +77,9 @@ def editor(
     book.stop()
 
 
-def start(backend: Any, notify: Notify, api: FlakyBookAPI | None = None) -> list[coflow.Runner]:
+def start(
+    backend: Any, notify: Notify, api: FlakyBookAPI | None = None, stop_after: float = 1.6
+) -> list[coflow.Runner]:
     """Start the sync flow and its driver on ``backend``; return the runners to wait for."""
     api = FlakyBookAPI() if api is None else api
     book = coflow.start(
@@ -87,7 +89,7 @@ def start(backend: Any, notify: Notify, api: FlakyBookAPI | None = None) -> list
         backend=backend,
         name="sync_book",
     )
-    driver = coflow.start(editor(book), backend=backend, name="editor")
+    driver = coflow.start(editor(book, stop_after=stop_after), backend=backend, name="editor")
     return [book, driver]
 
 
@@ -95,9 +97,10 @@ def main(
     backend: Any = None,
     notify: Callable[[Record], None] | None = None,
     api: FlakyBookAPI | None = None,
+    stop_after: float = 1.6,
 ) -> list[Record]:
     """Run the example to its end; return the notify events as ``(seconds, flow name, event)``."""
-    return record_events(partial(start, api=api), backend, notify)
+    return record_events(partial(start, api=api, stop_after=stop_after), backend, notify)
 
 
 if __name__ == "__main__":
