@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the examples and print their notify events as they happen",
         description=(
-            "Run the examples (debounced sync with retries, parallel import, order saga) "
+            "Run the examples (debounced sync with retries, parallel import, order saga, "
+            "order pipeline with child flows, supervised flaky exports) "
             "on a backend and print each notify event with its time in seconds, its flow "
             "and the event."
         ),

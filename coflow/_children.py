@@ -51,7 +51,7 @@ def _child(parent: Runner, step: Call | Spawn) -> tuple[Runner, bool]:
         if known is not None and known.status != "stopped":
             return known, False
     child = launch(step.flow, parent.backend, step.initial_state, step.notify, None)
-    child.ensure_links().parent = parent
+    child._parent = parent
     links.add_child(child, key)
     return child, True
 

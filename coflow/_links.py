@@ -29,10 +29,7 @@ class Links:
     """A runner's parent, children and supervisor; see the module docstring."""
 
     # Class attributes are the defaults: a new ``Links`` sets nothing, and each
-    # runner's sets only what it uses (a child: its parent; a parent: its children).
-    parent: Runner | None = None
-    #: Whether the parent keeps this runner after it ends (it was started with a ref).
-    keep = False
+    # runner's sets only what it uses (a parent: its children; a supervised one: its restarts).
     #: The children listed by ``children()``, in start order (a dict: O(1) removal).
     children: dict[Runner, None] | None = None
     #: How many of them are running.
@@ -41,6 +38,8 @@ class Links:
     finished: deque[Runner] | None = None
     #: ``(flow, ref)`` -> the child started for it.
     refs: dict[tuple[Any, Hashable], Runner] | None = None
+    #: The children started with a ref: kept after they end, for the ref to find.
+    kept: set[Runner] | None = None
     #: The error the runner ends with once the children it is stopping have ended.
     held: BaseException | None = None
     #: The cancelled root task, held until the children it is stopping have ended.
@@ -61,12 +60,14 @@ class Links:
         if key is not None:
             if self.refs is None:
                 self.refs = {}
+                self.kept = set()
+            assert self.kept is not None
             self.refs[key] = child
-            child.ensure_links().keep = True
+            self.kept.add(child)
 
-    def child_ended(self, child: Runner, kept: bool) -> None:
+    def child_ended(self, child: Runner) -> None:
         self.active -= 1
-        if kept:
+        if self.kept is not None and child in self.kept:
             return
         finished = self.finished
         if finished is None:

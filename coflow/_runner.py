@@ -58,6 +58,7 @@ class Runner:
         "_id",
         "_links",
         "_mailbox",
+        "_parent",
         "_root",
         "_sinks",
         "_stopping",
@@ -88,7 +89,9 @@ class Runner:
         self._error: BaseException | None = None
         self._cleanup_errors: list[BaseException] | None = None
         self._stopping = False
-        #: Parent, children and supervisor: made on first need (most runners have none).
+        #: The runner that started this one with ``call`` or ``spawn``.
+        self._parent: Runner | None = None
+        #: Children and supervisor: made on first need (most runners have none).
         self._links: Links | None = None
 
     @property
@@ -109,10 +112,9 @@ class Runner:
 
     def lineage(self) -> str:
         """``parent > child``: the runner's name after its ancestors' (for error messages)."""
-        links = self._links
-        if links is None or links.parent is None:
+        if self._parent is None:
             return self.name
-        return f"{links.parent.lineage()} > {self.name}"
+        return f"{self._parent.lineage()} > {self.name}"
 
     def ensure_links(self) -> Links:
         """The runner's parent, children and supervisor (created on first use)."""
@@ -347,11 +349,11 @@ class Runner:
                 return
         self._end(error)
 
-    def child_ended(self, child: Runner, kept: bool) -> None:
+    def child_ended(self, child: Runner) -> None:
         """One of this runner's children has ended (called on the scheduler, by the child)."""
         links = self._links
         assert links is not None  # made when the child was added
-        links.child_ended(child, kept)
+        links.child_ended(child)
         if links.active:
             return
         if links.parked is not None:
@@ -415,14 +417,15 @@ class Runner:
         for sink in self._sinks:
             if isinstance(sink, EventStream):
                 sink.close()
+        self._root = None  # no cycle left through the finished task: reference counting frees it
+        if self._parent is not None:
+            self._parent.child_ended(self)
         links = self._links
-        if links is not None:
-            if links.parent is not None:
-                links.parent.child_ended(self, links.keep)
-            if links.supervisor is not None:
-                links.supervisor.forget(self)
-        if self._done_latch is not None:
-            self._done_latch.set()
+        if links is not None and links.supervisor is not None:
+            links.supervisor.forget(self)
+        latch, self._done_latch = self._done_latch, None
+        if latch is not None:
+            latch.set()
 
     def when_ended(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` on the scheduler once the runner has ended; call on the scheduler."""

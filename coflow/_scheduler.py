@@ -122,15 +122,14 @@ class Task:
                     self.cancel_depth = len(frames)
                     value, error = None, Cancelled()
                 if not frames:
-                    self._finish(value, error)
-                    return
+                    break  # finished outside the handler, so no error there chains to StopIteration
                 continue
             except (Exception, Cancelled) as escaped:
                 error = self._escaped(escaped, gen)
                 frames.pop()
                 if not frames:
-                    self._finish(None, error)
-                    return
+                    value = None
+                    break
                 continue
             budget -= 1
             try:
@@ -149,6 +148,7 @@ class Task:
             if not budget:
                 self._end_slice(value)
                 return
+        self._finish(value, error)
 
     def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
         """Account for ``error`` leaving ``gen`` (still stacked); return what goes on outward."""
