@@ -74,6 +74,7 @@ class ThreadBackend(EventLoopBackend):
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
         self._closed = False
+        self._scheduler_ident: int | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._thread else "idle"
@@ -85,6 +86,9 @@ class ThreadBackend(EventLoopBackend):
         return time.monotonic()
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        if threading.get_ident() == self._scheduler_ident:
+            self._ready.extend((callback, args))  # from a callback: FIFO with call_soon
+            return
         if self._thread is None:
             self._start()
         self._posted.put((callback, args))
@@ -138,6 +142,7 @@ class ThreadBackend(EventLoopBackend):
 
     def _serve(self) -> None:
         """The scheduler thread: run what is ready, else sleep until a timer or a post."""
+        self._scheduler_ident = threading.get_ident()
         ready, posted, timers, clock = self._ready, self._posted, self._timers, time.monotonic
         while True:
             if not ready:

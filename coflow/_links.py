@@ -42,6 +42,8 @@ class Links:
     kept: set[Runner] | None = None
     #: The error the runner ends with once the children it is stopping have ended.
     held: BaseException | None = None
+    #: Whether the supervisor has judged ``held`` already: then the runner just ends with it.
+    held_judged = False
     #: The cancelled root task, held until the children it is stopping have ended.
     parked: Task | None = None
     supervisor: Supervisor | None = None

@@ -341,13 +341,19 @@ class Runner:
         links = self._links
         if links is not None:
             if error is not None and links.active:
-                links.held = error  # the runner ends once the children stopped here have ended
-                self._stop_children()
-                return
-            if links.supervisor is not None:
+                self._end_after_children(links, error, judged=False)
+            elif links.supervisor is not None:
                 self._settle(error)
-                return
+            else:
+                self._end(error)
+            return
         self._end(error)
+
+    def _end_after_children(self, links: Links, error: BaseException, judged: bool) -> None:
+        """Stop the running children; settle (or, once judged, end) when they have ended."""
+        links.held = error
+        links.held_judged = judged
+        self._stop_children()
 
     def child_ended(self, child: Runner) -> None:
         """One of this runner's children has ended (called on the scheduler, by the child)."""
@@ -362,7 +368,7 @@ class Runner:
         elif links.held is not None:
             error, links.held = links.held, None
             # Through the backend, so a deep chain of ending children never recurses.
-            self.backend.call_soon(self._settle, error)
+            self.backend.call_soon(self._end if links.held_judged else self._settle, error)
 
     def park_until_children_end(self, task: Task) -> bool:
         """Hold the cancelled root ``task`` while children run; True if it was held."""
@@ -374,11 +380,16 @@ class Runner:
         return True
 
     def _settle(self, error: BaseException | None) -> None:
-        supervisor = self._links.supervisor if self._links is not None else None
+        links = self._links
+        supervisor = links.supervisor if links is not None else None
         if supervisor is not None and not self._stopping:
             restart, error = supervisor.judge(self, error)
             if restart:
                 self._restart(error)
+                return
+            if error is not None and links is not None and links.active:
+                # Given up after a normal end: the runner fails, so its children stop too.
+                self._end_after_children(links, error, judged=True)
                 return
         self._end(error)
 
