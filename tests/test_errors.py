@@ -539,3 +539,21 @@ def test_the_traceback_reads_like_nested_calls_through_each_yield(backend: Any) 
     frames = [frame.name for frame in traceback.extract_tb(reason.__traceback__)]
     assert "drive" not in frames  # the scheduler's step loop is not part of the story
     assert frames.index("outer_flow") < frames.index("fetch_part") < frames.index("_explode")
+
+
+def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(backend: Any) -> None:
+    """A caller resumed as its child ends runs outside the step loop's exception handlers."""
+
+    def quick_child() -> Gen:
+        yield set_state(lambda s: "done")
+
+    def parent_after_child() -> Gen:
+        yield coflow.call(quick_child)
+        raise LookupError("after the child")
+
+    runner = coflow.start(parent_after_child, backend=backend)
+    with pytest.raises(FlowFailed) as excinfo:
+        runner.result(timeout=5)
+    reason = excinfo.value.__cause__
+    assert isinstance(reason, LookupError)
+    assert reason.__context__ is None  # no "during handling of StopIteration" in its traceback
