@@ -545,6 +545,7 @@ def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(backend
     """A caller resumed as its child ends runs outside the step loop's exception handlers."""
 
     def quick_child() -> Gen:
+        yield wait(0.01)  # blocks first: its end, not its start, resumes the parent
         yield set_state(lambda s: "done")
 
     def parent_after_child() -> Gen:
