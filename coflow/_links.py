@@ -1,4 +1,4 @@
-"""``Links``: what ties a runner to others: its parent, its children, its supervisor.
+"""``Links``: what ties a runner to others: its children and its supervisor.
 
 Kept apart from ``Runner`` so that the many runners with none of these stay
 small; a runner makes its ``Links`` on first need.

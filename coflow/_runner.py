@@ -117,7 +117,7 @@ class Runner:
         return f"{self._parent.lineage()} > {self.name}"
 
     def ensure_links(self) -> Links:
-        """The runner's parent, children and supervisor (created on first use)."""
+        """The runner's children and supervisor (created on first use)."""
         links = self._links
         if links is None:
             links = self._links = Links()
@@ -155,8 +155,9 @@ class Runner:
     def children(self, status: str | None = None) -> list[Runner]:
         """The runners this one started with ``call`` and ``spawn``, oldest first.
 
-        ``status`` keeps only those with that status.  The list includes
-        finished children, across supervisor restarts.
+        All that are running, all started with a ``ref``, and the 100 latest
+        others that have finished, across supervisor restarts; ``status``
+        keeps only those with that status.
         """
         if status is not None and status not in STATUSES:
             raise ValueError(
