@@ -79,6 +79,25 @@ def worker(label: str) -> FlowGen:
     yield set_state(lambda s: label)
 
 
+def _child_with_cleanup(timeline: Timeline, seconds: float | None = None) -> Callable[[], FlowGen]:
+    """A child that runs ``seconds`` (forever if None), and takes 0.1 s to clean up when stopped."""
+
+    def slow() -> FlowGen:
+        try:
+            if seconds is None:
+                yield wait_until(lambda s: False)
+            else:
+                yield wait(seconds)
+                timeline.log("slow child finished")
+        finally:
+            timeline.log("child cleanup starts")
+            yield wait(0.1)
+            timeline.log("child cleanup ends")
+
+    slow.__name__ = "slow" if seconds is not None else "child"  # the child runner's name
+    return slow
+
+
 def _started(runner: coflow.Runner, holder: list[coflow.Runner]) -> coflow.Runner:
     holder.append(runner)
     return runner
@@ -240,13 +259,7 @@ def test_an_uncaught_child_failure_fails_the_parent(backend: Any) -> None:
 def test_a_child_stopped_from_outside_makes_call_raise_child_failed_with_flow_stopped(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def child() -> FlowGen:
-        try:
-            yield wait_until(lambda s: False)
-        finally:
-            timeline.log("child cleanup starts")
-            yield wait(0.1)
-            timeline.log("child cleanup ends")
+    child = _child_with_cleanup(timeline)
 
     def parent() -> FlowGen:
         try:
@@ -274,16 +287,7 @@ def test_a_child_stopped_from_outside_makes_call_raise_child_failed_with_flow_st
 
 
 def _slow_child(timeline: Timeline) -> Callable[[], FlowGen]:
-    def slow() -> FlowGen:
-        try:
-            yield wait(1.0)
-            timeline.log("slow child finished")
-        finally:
-            timeline.log("child cleanup starts")
-            yield wait(0.1)
-            timeline.log("child cleanup ends")
-
-    return slow
+    return _child_with_cleanup(timeline, seconds=1.0)
 
 
 def test_call_timeout_with_a_timeout_value_stops_the_child_and_gives_the_value(
@@ -734,13 +738,7 @@ def test_a_failing_parent_stops_its_running_children_before_it_reports_failed(
 ) -> None:
     boom = RuntimeError("parent broke")
 
-    def child() -> FlowGen:
-        try:
-            yield wait_until(lambda s: False)
-        finally:
-            timeline.log("child cleanup starts")
-            yield wait(0.1)
-            timeline.log("child cleanup ends")
+    child = _child_with_cleanup(timeline)
 
     def parent() -> FlowGen:
         yield spawn(child)
