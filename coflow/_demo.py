@@ -66,7 +66,7 @@ def shorten(value: Any, width: int) -> str:
 
 def label(runner: Runner) -> str:
     """The runner's name; a child's after its parent's, as in ``order-1>payment_flow``."""
-    return runner.lineage().replace(" > ", ">")
+    return ">".join(runner.lineage())
 
 
 def changes(previous: Any, state: Any) -> str:

@@ -61,12 +61,30 @@ class RetriesExhausted(FlowException):
 
 
 class ChildFailed(FlowException):
-    """A child flow failed; ``__cause__`` is the child's error."""
+    """A child flow failed; ``__cause__`` is the child's error.
+
+    When that error is itself a ``ChildFailed`` (a grandchild failed), the
+    message names the flows down to the first error instead of quoting each
+    level's message inside the next, so it stays short at any depth.
+    """
 
     def __init__(self, child_name: str, reason: BaseException) -> None:
         self.child_name = child_name
         self.reason = reason
-        super().__init__(f"child flow {child_name!r} failed: {reason!r}")
+        below: list[str] = []
+        first = reason
+        while isinstance(first, ChildFailed):
+            below.append(repr(first.child_name))
+            first = first.reason
+        if len(below) > _SHOWN_CHILDREN:
+            hidden = len(below) - _SHOWN_CHILDREN + 1
+            below[_SHOWN_CHILDREN // 2 : -_SHOWN_CHILDREN // 2 + 1] = [f"... {hidden} more ..."]
+        through = f", through its child flows {' > '.join(below)}" if below else ""
+        super().__init__(f"child flow {child_name!r} failed{through}: {first!r}")
+
+
+#: Nested child flows a ``ChildFailed`` message names before eliding the middle ones.
+_SHOWN_CHILDREN = 8
 
 
 class FlowNotRunning(FlowException):

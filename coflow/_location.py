@@ -48,9 +48,9 @@ def yield_site(error: BaseException, gen: Generator[Any, Any, Any]) -> str | Non
     return site
 
 
-def flow_path(runner_name: str, frames: Sequence[Generator[Any, Any, Any]]) -> str:
-    """``runner > sub > subsub``, eliding the middle of very deep paths."""
-    names = [runner_name]
+def flow_path(runner_names: list[str], frames: Sequence[Generator[Any, Any, Any]]) -> str:
+    """``runner > child > sub > subsub``, eliding the middle of very deep paths."""
+    names = list(runner_names)
     names.extend(_code(gen).co_name for gen in frames if is_user_frame(gen))
     if len(names) > _MAX_PATH:
         hidden = len(names) - _MAX_PATH

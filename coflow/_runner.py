@@ -110,11 +110,15 @@ class Runner:
     def __repr__(self) -> str:
         return f"<Runner {self.id} {self.name!r} {self.status}>"
 
-    def lineage(self) -> str:
-        """``parent > child``: the runner's name after its ancestors' (for error messages)."""
-        if self._parent is None:
-            return self.name
-        return f"{self._parent.lineage()} > {self.name}"
+    def lineage(self) -> list[str]:
+        """The names of the runner's ancestors, outermost first, then its own."""
+        names = []
+        runner: Runner | None = self
+        while runner is not None:
+            names.append(runner.name)
+            runner = runner._parent
+        names.reverse()
+        return names
 
     def ensure_links(self) -> Links:
         """The runner's children and supervisor (created on first use)."""
@@ -316,12 +320,22 @@ class Runner:
         future.settle(new_state, None)
 
     def _stop(self) -> None:
-        """Cancel the children first (innermost first, last started first), then the flow."""
-        if self.status == "running" and not self._stopping:
-            self._stopping = True
-            self._stop_children()
-            assert self._root is not None
-            self._root.cancel()
+        """Cancel the children first (innermost first, last started first), then the flow.
+
+        Walked with a stack, not recursion, so any depth of children can be stopped.
+        """
+        stopping: list[Runner] = []  # each runner before its children: the reverse of the order
+        stack: list[Runner] = [self]
+        while stack:
+            runner = stack.pop()
+            if runner.status == "running" and not runner._stopping:
+                runner._stopping = True
+                stopping.append(runner)
+                if runner._links is not None:
+                    stack.extend(runner._links.running_children())  # first started, first walked
+        for runner in reversed(stopping):
+            assert runner._root is not None
+            runner._root.cancel()
 
     def _stop_children(self) -> None:
         links = self._links

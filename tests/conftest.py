@@ -147,3 +147,22 @@ def after(backend: Any) -> Callable[[float, Callable[[], Any]], coflow.Runner]:
         return coflow.start(driver, backend=backend, name=f"after({seconds})")
 
     return schedule
+
+
+class Gate:
+    """Opened once from anywhere (a flow, a notify callback); ``wait()`` blocks until then.
+
+    It is an unsupervised flow on the test's backend, so waiting on it drives
+    the virtual clock and yields to the gevent hub like any ``result()``.
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self.runner = coflow.start(
+            coflow.wait_until(lambda s: s), initial_state=False, backend=backend, supervisor=None
+        )
+
+    def open(self) -> None:
+        self.runner.signal(lambda s: True)
+
+    def wait(self) -> None:
+        assert self.runner.result(timeout=5) is True

@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from conftest import Gate
 
 import coflow
 from coflow import (
@@ -1079,3 +1080,70 @@ def test_an_error_in_a_grandchild_notes_the_whole_path(backend: Any) -> None:
     assert isinstance(error, KeyError)
     notes = getattr(error, "__notes__", [])
     assert any("in flow root > child > grandchild" in note for note in notes), notes
+
+
+def _nested_calls(depth: int, leaf: Callable[[], FlowGen]) -> Callable[[], FlowGen]:
+    """A flow that calls a flow that calls ... ``depth`` levels down to ``leaf``."""
+
+    def level(below: Callable[[], FlowGen]) -> Callable[[], FlowGen]:
+        def body() -> FlowGen:
+            yield call(below)
+
+        return body
+
+    flow = leaf
+    for _ in range(depth):
+        flow = level(flow)
+    return flow
+
+
+DEEPER_THAN_THE_RECURSION_LIMIT = 1200
+
+
+def test_a_chain_of_children_deeper_than_the_recursion_limit_stops_innermost_first(
+    backend: Any,
+) -> None:
+    cleaned_up: list[str] = []
+    reached = Gate(backend)
+
+    def leaf() -> FlowGen:
+        try:
+            reached.open()
+            yield wait_until(lambda s: False)
+        finally:
+            cleaned_up.append("leaf")
+
+    runner = coflow.start(_nested_calls(DEEPER_THAN_THE_RECURSION_LIMIT, leaf), backend=backend)
+    reached.wait()
+    runner.stop()
+
+    with pytest.raises(FlowStopped):
+        runner.result(timeout=10)
+    assert cleaned_up == ["leaf"]
+    child = runner
+    for _ in range(DEEPER_THAN_THE_RECURSION_LIMIT):
+        (child,) = child.children()
+        assert child.status == "stopped"
+
+
+def test_a_failure_at_the_bottom_of_a_deep_chain_reaches_the_top_as_child_failed(
+    backend: Any,
+) -> None:
+    def leaf() -> FlowGen:
+        yield wait(0.01)
+        raise KeyError("deep")
+
+    runner = coflow.start(_nested_calls(DEEPER_THAN_THE_RECURSION_LIMIT, leaf), backend=backend)
+
+    with pytest.raises(FlowFailed) as failed:
+        runner.result(timeout=10)
+    error = failed.value.__cause__
+    depth = 0
+    while isinstance(error, ChildFailed):
+        error, depth = error.__cause__, depth + 1
+    assert depth == DEEPER_THAN_THE_RECURSION_LIMIT
+    assert isinstance(error, KeyError)
+    message = str(failed.value.__cause__)  # names the flows down to the error, middle elided
+    assert message.endswith(": KeyError('deep')"), message
+    assert f"... {DEEPER_THAN_THE_RECURSION_LIMIT - 8} more ..." in message, message
+    assert len(message) < 300, message

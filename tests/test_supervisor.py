@@ -23,7 +23,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import run_async
+from conftest import Gate, run_async
 
 import coflow
 from coflow import (
@@ -55,25 +55,6 @@ After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
 # Helpers
-
-
-class Gate:
-    """Opened once from anywhere (a flow, a notify callback); ``wait()`` blocks until then.
-
-    It is an unsupervised flow on the test's backend, so waiting on it drives
-    the virtual clock and yields to the gevent hub like any ``result()``.
-    """
-
-    def __init__(self, backend: Any) -> None:
-        self.runner = coflow.start(
-            wait_until(lambda s: s), initial_state=False, backend=backend, supervisor=None
-        )
-
-    def open(self) -> None:
-        self.runner.signal(lambda s: True)
-
-    def wait(self) -> None:
-        assert self.runner.result(timeout=5) is True
 
 
 class Crashing:
