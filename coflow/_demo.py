@@ -13,7 +13,6 @@ demo takes no real time.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import logging
@@ -199,6 +198,8 @@ def wait_for(runner: Runner, printer: EventPrinter) -> None:
 
 async def run_examples_async(printer: EventPrinter, examples: Sequence[ModuleType]) -> None:
     """Run each example in turn on the running loop's backend, awaiting each runner."""
+    import asyncio  # only the asyncio demo needs it: coflow imports no backend library
+
     backend = resolve_backend("asyncio")
     for example in examples:
         if printer.closed:
@@ -210,6 +211,8 @@ async def run_examples_async(printer: EventPrinter, examples: Sequence[ModuleTyp
 
 async def wait_for_async(runner: Runner, printer: EventPrinter) -> None:
     """Await ``runner``'s end, then its children's."""
+    import asyncio
+
     try:
         await asyncio.wait_for(runner.wait(), LIMIT)
     except (FlowFailed, FlowStopped) as end:
@@ -261,6 +264,8 @@ def run_demo(
     printer.write(f"coflow demo on the {name} backend ({mode})")
     with brief_logs():
         if backend is None:
+            import asyncio
+
             asyncio.run(run_examples_async(printer, examples))
         else:
             run_examples(backend, printer, examples)

@@ -477,16 +477,8 @@ class Runner:
 
     def _latch(self) -> Latch:
         latch = Latch()
-        self.backend.call_soon_threadsafe(self._attach_done_latch, latch)
+        self.backend.call_soon_threadsafe(self.when_ended, latch.set)
         return latch
-
-    def _attach_done_latch(self, latch: Latch) -> None:
-        if self.status != "running":
-            latch.set()
-        elif self._done_latch is None:
-            self._done_latch = latch
-        else:
-            self._done_latch.add_callback(latch.set)
 
     def _outcome(self) -> Any:
         if self.status == "done":
