@@ -32,7 +32,7 @@ from ._events import (
 from ._flow import Flow as Flow, flow as flow
 from ._results import Error as Error, Failure as Failure, Ok as Ok, Retry as Retry, Skip as Skip
 from ._retry import RetryPolicy as RetryPolicy
-from ._runner import Runner as Runner, start as start
+from ._runner import EventStream as EventStream, Runner as Runner, start as start
 from ._steps import (
     Step as Step,
     branch as branch,
@@ -61,6 +61,7 @@ __all__ = [
     "ChildFailed",
     "Deadlock",
     "Error",
+    "EventStream",
     "Failure",
     "Flow",
     "FlowDone",

@@ -13,7 +13,6 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 from ._backend import Backend, Latch, resolve_backend
@@ -31,8 +30,9 @@ from ._supervisor import Supervisor, find_supervisor
 logger = logging.getLogger("coflow")
 
 _ids = itertools.count(1)
-#: Held while a thread adds an event stream to a runner's sinks (rare: one lock for all).
-_REGISTERING = threading.Lock()
+#: Held while a runner's sinks are replaced (rare: one lock for all).  Reentrant, because a
+#: stream collected meanwhile takes itself off in whatever thread the collector runs.
+_SINKS_CHANGING = threading.RLock()
 
 Notify = Callable[[FlowEvent], Any]
 STATUSES = ("running", "done", "failed", "stopped")
@@ -129,15 +129,18 @@ class Runner:
 
     # -- the public, thread-safe API ----------------------------------------
 
-    def signal(self, fn: Callable[[Any], Any]) -> Future[Any]:
+    def signal(self, fn: Callable[[Any], Any]) -> SignalFuture[Any]:
         """Apply ``fn`` to the state on the scheduler; the future holds the new state.
 
         Re-checks every blocked ``wait_until`` and restarts every ``debounce``.
         If ``fn`` raises, the state is unchanged and the future holds the error.
         A sent signal cannot be cancelled: the future's ``cancel()`` returns ``False``.
+        The future is a ``concurrent.futures.Future`` that may also be awaited;
+        its ``result()`` raises ``RuntimeError`` on the flow's scheduler thread.
         """
         self._check_running("signal")
         future: SignalFuture[Any] = SignalFuture()
+        future._runner = self  # where its waits go: see SignalFuture
         # Unbound, so that a signal allocates no bound method (signals come in floods).
         self.backend.call_soon_threadsafe(Runner._apply_signal, self, fn, future)
         return future
@@ -194,16 +197,55 @@ class Runner:
             await self.backend.wait_latch_async(self._latch(), f"flow {self.name!r}")
         return self._outcome()
 
-    def events(self) -> EventStream:
-        """The notify events from now on, as an iterator and an async iterator."""
-        stream = EventStream(self)
-        with _REGISTERING:  # the scheduler only reads the sinks: callers just may not race
-            if self.status == "running":
-                self._sinks = (*self._sinks, stream)
-        if self.status != "running":
-            # Ended meanwhile, maybe before closing the streams it had: nothing more will come.
-            stream.closed = True
-        return stream
+    def events(self, maxsize: int | None = None) -> EventStream:
+        """The notify events from now on, as an iterator and an async iterator.
+
+        The stream ends after the runner's final event, and stops receiving as
+        soon as it is closed or collected.  With ``maxsize``, the oldest
+        buffered events beyond that many are dropped (the final one never is).
+        """
+        if maxsize is not None and (
+            not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1
+        ):
+            raise ValueError(
+                f"events of flow {self.name!r}: maxsize must be None or an int >= 1, "
+                f"got {maxsize!r}"
+            )
+        sink = _StreamSink(maxsize)
+        if not self._add_stream_sink(sink):
+            sink.ended = True  # nothing more will come
+        return EventStream(self, sink)
+
+    def _add_stream_sink(self, sink: _StreamSink) -> bool:
+        """Add ``sink`` while the runner runs (any thread); False once it has ended.
+
+        The scheduler reads the sinks without a lock, so they are replaced, never
+        mutated.  A stream collected while a new tuple is made (its ``__del__``
+        runs wherever the collector does) replaces them itself: then the new
+        tuple is made again, so neither change is lost.
+        """
+        with _SINKS_CHANGING:
+            while True:
+                sinks = self._sinks
+                if self.status != "running":
+                    return False  # ``_end`` sets the status before it takes the sinks
+                changed: tuple[Notify, ...] = (*sinks, sink)
+                if self._sinks is sinks:
+                    self._sinks = changed
+                    return True
+
+    def _drop_stream_sinks(self, sink: _StreamSink | None) -> tuple[Notify, ...]:
+        """Take ``sink`` (or, with None, every stream's) off the runner; the sinks it had."""
+        with _SINKS_CHANGING:
+            while True:
+                sinks = self._sinks
+                if sink is None:
+                    changed = tuple(each for each in sinks if type(each) is not _StreamSink)
+                else:
+                    changed = tuple(each for each in sinks if each is not sink)
+                if self._sinks is sinks:
+                    self._sinks = changed
+                    return sinks
 
     # -- on the scheduler ----------------------------------------------------
 
@@ -252,15 +294,15 @@ class Runner:
         ``yield``).  True only when the task took ``value``.
         """
         try:
-            passed = test is None or test(value)
-        except Exception as error:
+            passed = test is None or bool(test(value))  # truth-tested here: it may raise too
+        except BaseException as error:
             self.unblock(task)
             task.wake_soon(None, error)
             return False
         if passed:
             self.unblock(task)
             task.wake_soon(value, None)
-        return bool(passed)
+        return passed
 
     def block(self, task: Task) -> None:
         """Register ``task`` as waiting on state changes or messages."""
@@ -291,7 +333,7 @@ class Runner:
         mailbox = self._mailbox
         if mailbox:
             for position, message in enumerate(mailbox):
-                if match is None or match(message):
+                if match is None or bool(match(message)):  # raising here keeps the message
                     del mailbox[position]
                     return message
         return MISSING
@@ -313,7 +355,7 @@ class Runner:
             return
         try:
             new_state = fn(self.state)
-        except Exception as error:
+        except BaseException as error:  # the future holds it, whatever it is (SPEC §9)
             future.settle(None, error)
             return
         self.replace_state(new_state, signalled=True)
@@ -347,7 +389,7 @@ class Runner:
         for sink in self._sinks:
             try:
                 sink(event)
-            except Exception:
+            except BaseException:  # even SystemExit: a notify callable never disturbs the flow
                 logger.exception("notify callback of flow %r raised; the flow goes on", self.name)
 
     def root_finished(self, value: Any, error: BaseException | None) -> None:
@@ -440,9 +482,10 @@ class Runner:
                 self._emit(FlowError(error, self))
         self._blocked = None
         self._mailbox = None
-        for sink in self._sinks:
-            if isinstance(sink, EventStream):
-                sink.close()
+        if self._sinks:
+            for sink in self._drop_stream_sinks(None):  # nothing more will come: let them go
+                if type(sink) is _StreamSink:
+                    sink.end()
         self._root = None  # no cycle left through the finished task: reference counting frees it
         if self._parent is not None:
             self._parent.child_ended(self)
@@ -490,65 +533,193 @@ class Runner:
         raise FlowFailed(self.name, self._error, where) from self._error
 
 
-class EventStream:
-    """The events of one runner from the moment ``events()`` was called, until it ends."""
+class _StreamSink:
+    """What a runner holds of an ``EventStream``: its buffer, never the stream itself.
 
-    __slots__ = ("_events", "_latch", "_runner", "closed")
+    So a stream nobody refers to is collected, and takes this off the runner as
+    it goes.  The scheduler adds events and ends it; the stream's reader takes
+    the events; once the stream has closed it, whatever comes is dropped.
+    """
 
-    def __init__(self, runner: Runner) -> None:
-        self._runner = runner
-        self._events: deque[FlowEvent] = deque()
-        self._latch: Latch | None = None
+    __slots__ = ("closed", "dropped", "ended", "events", "latch", "maxsize")
+
+    def __init__(self, maxsize: int | None) -> None:
+        self.events: deque[FlowEvent] = deque()
+        self.maxsize = maxsize
+        self.dropped = 0
+        self.ended = False
         self.closed = False
+        #: Set on the scheduler at the next event or the end, for a reader waiting for one.
+        self.latch: Latch | None = None
 
     def __call__(self, event: FlowEvent) -> None:
-        """A notify sink: queue ``event`` for the reader."""
-        self._events.append(event)
-        self._wake()
+        """A notify sink: buffer ``event`` for the reader."""
+        if self.closed:
+            return
+        events = self.events
+        maxsize = self.maxsize
+        if (
+            maxsize is not None
+            and len(events) >= maxsize
+            and not isinstance(event, (FlowDone, FlowError))
+        ):
+            try:
+                events.popleft()  # the oldest: a final event is the last one ever buffered
+                self.dropped += 1
+            except IndexError:
+                pass  # the reader took it meanwhile
+        events.append(event)
+        self.wake()
 
-    def close(self) -> None:
-        self.closed = True
-        self._wake()
+    def end(self) -> None:
+        """On the scheduler: the runner has ended and sent its last event."""
+        self.ended = True
+        self.wake()
 
-    def _wake(self) -> None:
-        latch, self._latch = self._latch, None
+    def wake(self) -> None:
+        latch, self.latch = self.latch, None
         if latch is not None:
             latch.set()
 
-    def _arm(self, latch: Latch) -> None:
-        if self._events or self.closed:
+    def arm(self, latch: Latch) -> None:
+        """On the scheduler: set ``latch`` at the next event or the end (now, if one is here)."""
+        if self.events or self.ended or self.closed:
             latch.set()
+        elif self.latch is not None:
+            self.latch.add_callback(latch.set)  # another reader waits too: wake both
         else:
-            self._latch = latch
+            self.latch = latch
+
+
+class EventStream:
+    """The events of one runner from the moment ``events()`` was called, until it ends.
+
+    Iterate it with ``for`` or ``async for``; it ends after the runner's final
+    event.  Closing it stops it receiving at once, drops what it holds and takes
+    it off the runner: ``close()`` or ``aclose()``, leaving ``with`` or ``async
+    with``, cancelling the task (or killing the greenlet) waiting in it, or
+    dropping the last reference to it.
+    """
+
+    __slots__ = ("__weakref__", "_runner", "_sink")
+
+    def __init__(self, runner: Runner, sink: _StreamSink) -> None:
+        self._runner = runner
+        self._sink = sink
+
+    def __repr__(self) -> str:
+        sink = self._sink
+        state = "closed" if sink.closed else "ended" if sink.ended else "open"
+        return f"<EventStream of {self._runner.name!r} {state} buffered={len(sink.events)}>"
+
+    @property
+    def maxsize(self) -> int | None:
+        """The most events buffered before the oldest are dropped; ``None``: no bound."""
+        return self._sink.maxsize
+
+    @property
+    def dropped(self) -> int:
+        """How many of the oldest buffered events were dropped to stay within ``maxsize``."""
+        return self._sink.dropped
+
+    @property
+    def closed(self) -> bool:
+        """True once the stream was closed: it receives nothing more and yields nothing more."""
+        return self._sink.closed
+
+    def close(self) -> None:
+        """Stop receiving now: drop what is buffered and leave the runner; idempotent."""
+        sink = self._sink
+        if sink.closed:
+            return
+        self._unsubscribe()
+        if not sink.ended:
+            try:  # a reader waiting in another thread or greenlet ends its iteration
+                self._runner.backend.call_soon_threadsafe(sink.wake)
+            except RuntimeError:
+                pass  # the backend has closed: no reader of it can be waiting
+
+    async def aclose(self) -> None:
+        """``close()``, for ``async`` code."""
+        self.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not self._sink.closed:
+            self._unsubscribe()  # nobody can be waiting in a stream nobody refers to
+
+    def _unsubscribe(self) -> None:
+        sink = self._sink
+        sink.closed = True
+        sink.events.clear()
+        self._runner._drop_stream_sinks(sink)
 
     def _next_latch(self) -> Latch:
         latch = Latch()
-        self._runner.backend.call_soon_threadsafe(self._arm, latch)
+        self._runner.backend.call_soon_threadsafe(self._sink.arm, latch)
         return latch
+
+    def _take(self) -> FlowEvent | None:
+        """The next buffered event; None when there is none yet (or ever: see ``_over``)."""
+        try:
+            return self._sink.events.popleft()
+        except IndexError:
+            return None
 
     def __iter__(self) -> Iterator[FlowEvent]:
         return self
 
     def __next__(self) -> FlowEvent:
-        while not self._events:
-            if self.closed:
-                raise StopIteration
-            self._runner.backend.wait_latch(
-                self._next_latch(), None, f"events of {self._runner.name!r}"
-            )
-        return self._events.popleft()
+        sink = self._sink
+        while not sink.closed:
+            ended = sink.ended  # read first: the final event is buffered before the end is set
+            event = self._take()
+            if event is not None:
+                return event
+            if ended:
+                break
+            try:
+                self._runner.backend.wait_latch(
+                    self._next_latch(), None, f"events of {self._runner.name!r}"
+                )
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    self.close()  # the reader was killed or interrupted: it reads no more
+                raise
+        raise StopIteration
 
     def __aiter__(self) -> AsyncIterator[FlowEvent]:
         return self
 
     async def __anext__(self) -> FlowEvent:
-        while not self._events:
-            if self.closed:
-                raise StopAsyncIteration
-            await self._runner.backend.wait_latch_async(
-                self._next_latch(), f"events of {self._runner.name!r}"
-            )
-        return self._events.popleft()
+        sink = self._sink
+        while not sink.closed:
+            ended = sink.ended  # read first: the final event is buffered before the end is set
+            event = self._take()
+            if event is not None:
+                return event
+            if ended:
+                break
+            try:
+                await self._runner.backend.wait_latch_async(
+                    self._next_latch(), f"events of {self._runner.name!r}"
+                )
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    self.close()  # the reading task was cancelled: it reads no more
+                raise
+        raise StopAsyncIteration
 
 
 def _sink(notify: Any) -> Notify:

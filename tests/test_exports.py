@@ -18,6 +18,7 @@ PUBLIC_NAMES = [
     "Flow",
     "start",
     "Runner",
+    "EventStream",
     # Steps
     "Step",
     "sequence",
