@@ -1,15 +1,21 @@
 """The future ``Runner.signal`` returns behaves as a ``concurrent.futures.Future`` in every use.
 
 It builds its condition variable only when someone looks at it, so each test
-looks at it in a different way, before or after the signal is applied.
+looks at it in a different way, before or after the signal is applied.  It may
+also be awaited, on every backend; and its blocking ``result()`` refuses, at
+once, to wait on the thread of the scheduler that must apply it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Iterator
 from typing import Any
+
+import pytest
+from conftest import backend_params, loop_in_thread, make_backend, needs_gevent, run_async
 
 import coflow
 from coflow import wait_until
@@ -126,3 +132,126 @@ def test_readers_racing_the_scheduler_all_see_their_outcome() -> None:
     backend.run_until_idle()  # settles while the reader looks, in whatever interleaving
     thread.join(timeout=10)
     assert seen == list(range(1, 2_001))
+
+
+# Awaiting, and waiting on the scheduler's own thread
+
+
+def _waits() -> Iterator[Any]:
+    yield wait_until(lambda s: s >= 100)
+
+
+@pytest.fixture(params=backend_params(["asyncio", "gevent", "threads"]))
+def real_backend(request: pytest.FixtureRequest) -> Iterator[Any]:
+    with make_backend(request.param) as made:
+        yield made
+
+
+def test_awaiting_the_future_gives_the_new_state(backend: Any) -> None:
+    runner = coflow.start(_waits, initial_state=0, backend=backend)
+
+    async def main() -> tuple[Any, Any]:
+        future = runner.signal(_add(1))
+        return await future, await future  # a settled future gives its outcome again
+
+    assert run_async(backend, main) == (1, 1)
+    runner.stop()
+
+
+def test_awaiting_a_raising_signal_raises_its_error(backend: Any) -> None:
+    runner = coflow.start(_waits, initial_state=0, backend=backend)
+    error = ValueError("bad signal")
+
+    def fail(state: int) -> int:
+        raise error
+
+    async def main() -> BaseException:
+        with pytest.raises(ValueError) as raised:
+            await runner.signal(fail)
+        return raised.value
+
+    assert run_async(backend, main) is error
+    assert runner.get_state() == 0
+    runner.stop()
+
+
+def test_result_on_the_asyncio_loops_thread_raises_at_once_and_await_works() -> None:
+    from coflow.backends.asyncio import AsyncioBackend
+
+    with loop_in_thread() as loop:
+        runner = coflow.start(_waits, initial_state=0, backend=AsyncioBackend(loop))
+
+        async def on_the_loop() -> tuple[str, Any, Any]:
+            future = runner.signal(_add(1))
+            with pytest.raises(RuntimeError) as without_timeout:
+                future.result()
+            with pytest.raises(RuntimeError):
+                future.exception(timeout=1)
+            new_state = await future
+            return str(without_timeout.value), new_state, future.result()  # settled: at once
+
+        message, awaited, settled = asyncio.run_coroutine_threadsafe(on_the_loop(), loop).result(
+            timeout=5
+        )
+        runner.stop()
+    assert "would block the asyncio event loop" in message
+    assert "`await` the future" in message
+    assert (awaited, settled) == (1, 1)
+
+
+@needs_gevent
+def test_result_in_the_gevent_hub_raises_at_once_and_a_greenlet_may_wait() -> None:
+    import gevent.event
+    from gevent import get_hub
+
+    with make_backend("gevent") as backend:
+        runner = coflow.start(_waits, initial_state=0, backend=backend)
+        seen: dict[str, Any] = {}
+        ran = gevent.event.Event()
+
+        def in_the_hub() -> None:
+            future = seen["future"] = runner.signal(_add(1))
+            try:
+                future.result(timeout=1)
+            except RuntimeError as error:
+                seen["error"] = str(error)
+            ran.set()
+
+        get_hub().loop.run_callback(in_the_hub)
+        assert ran.wait(timeout=5)
+        # This greenlet is in the hub's thread too, but waiting blocks only itself.
+        assert seen["future"].result(timeout=5) == 1
+        runner.stop()
+    assert "would block the gevent hub" in seen["error"]
+
+
+def test_result_in_a_notify_callback_on_the_scheduler_raises_at_once(real_backend: Any) -> None:
+    seen: list[Any] = []
+
+    def notify(event: Any) -> None:
+        if event.state == 1:
+            future = event.runner.signal(_add(1))
+            try:
+                future.result(timeout=1)
+            except RuntimeError as error:
+                seen.append(error)
+
+    runner = coflow.start(_waits, initial_state=0, backend=real_backend, notify=notify)
+    runner.signal(_add(1))
+    runner.signal(_add(98))  # applied after the one sent from notify
+    assert runner.result(timeout=5) == 100
+    assert [type(error) for error in seen] == [RuntimeError]
+
+
+def test_result_from_another_thread_blocks_that_thread_until_applied(real_backend: Any) -> None:
+    runner = coflow.start(_waits, initial_state=0, backend=real_backend)
+    future = runner.signal(_add(100))
+    if real_backend.name == "gevent":  # from a thread of the hub's pool, so the hub runs
+        from gevent import get_hub
+
+        value = get_hub().threadpool.spawn(future.result, 5).get(timeout=5)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            value = pool.submit(future.result, 5).result(timeout=5)
+    assert value == 100
+    assert runner.result(timeout=5) == 100
