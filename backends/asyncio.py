@@ -19,7 +19,7 @@ import functools
 import inspect
 import random
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from coflow._backend import Backend, Latch, wait_in_thread
@@ -60,9 +60,9 @@ class AsyncioBackend(Backend):
         done: Callable[[Any, BaseException | None], Any],
     ) -> asyncio.Task[Any]:
         if _is_coroutine_function(fn):
-            task = self.loop.create_task(fn(*args))
+            task = self.loop.create_task(_outcome(fn, args))
         else:
-            task = self.loop.create_task(_in_executor(self.loop, fn, args))
+            task = self.loop.create_task(_outcome(_in_executor, (self.loop, fn, args)))
         task.add_done_callback(functools.partial(_report, done))
         return task
 
@@ -93,14 +93,29 @@ async def _in_executor(
     return value
 
 
-def _report(done: Callable[[Any, BaseException | None], Any], task: asyncio.Task[Any]) -> None:
-    """A task's outcome as ``done(value, error)``; a cancelled task gives ``CancelledError``."""
+async def _outcome(
+    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+) -> tuple[Any, BaseException | None]:
+    """``(value, None)`` or ``(None, error)``: whatever ends the work, the task ends normally.
+
+    asyncio re-raises a task's ``KeyboardInterrupt`` or ``SystemExit`` out of
+    the loop, which would stop every flow on it; work that raises one only
+    fails its attempt (SPEC §9), like a ``CancelledError`` nobody asked for.
+    ``fn`` is called inside the task, so a task cancelled before it ran makes
+    no coroutine that would never be awaited.
+    """
     try:
-        value = task.result()
-    except BaseException as error:  # handed to the flow, never swallowed
-        done(None, error)
+        return await fn(*args), None
+    except BaseException as error:
+        return None, error
+
+
+def _report(done: Callable[[Any, BaseException | None], Any], task: asyncio.Task[Any]) -> None:
+    """The task's outcome as ``done(value, error)``; cancelled before it ran: ``CancelledError``."""
+    if task.cancelled():
+        done(None, asyncio.CancelledError())
     else:
-        done(value, None)
+        done(*task.result())
 
 
 def _running_loop(who: str) -> asyncio.AbstractEventLoop:

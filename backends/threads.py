@@ -32,6 +32,8 @@ logger = logging.getLogger("coflow")
 #: Pool size when none is given: work is mostly I/O-bound (HTTP calls, queries), and
 #: threads are only made when no idle one is left.
 DEFAULT_MAX_WORKERS = 64
+#: A later deadline is slept towards in pieces: a longer timeout would raise OverflowError.
+_LONGEST_SLEEP = threading.TIMEOUT_MAX
 
 
 class _PoolWork:
@@ -147,7 +149,7 @@ class ThreadBackend(EventLoopBackend):
         while True:
             if not ready:
                 deadline = timers.next_deadline()
-                sleep = None if deadline is None else deadline - clock()
+                sleep = None if deadline is None else min(deadline - clock(), _LONGEST_SLEEP)
                 if sleep is None or sleep > 0:
                     try:
                         item = posted.get(timeout=sleep)
@@ -164,7 +166,7 @@ class ThreadBackend(EventLoopBackend):
                 ready.extend(item)
             try:
                 self._run_once(clock())
-            except Exception:
+            except BaseException:  # even SystemExit: every flow in the process depends on it
                 logger.exception("a scheduler callback raised; the threads backend goes on")
 
 

@@ -25,7 +25,11 @@ _INFINITY = float("inf")
 
 
 class _DoneWork:
-    """Inline work has always finished: cancelling it only means its result is ignored."""
+    """Inline work has always finished: cancelling it only means its result is ignored.
+
+    The core ignores it: a cancelled task's resumption raises ``Cancelled``
+    whatever the work gave, so a cancelled ``run`` commits nothing.
+    """
 
     __slots__ = ()
 
@@ -69,8 +73,11 @@ class VirtualBackend(EventLoopBackend):
         args: tuple[Any, ...],
         done: Callable[[Any, BaseException | None], Any],
     ) -> _DoneWork:
+        # The work runs before its ``done`` is queued: whatever it posts (a signal, a stop, a
+        # start) keeps the queue's callback/arguments pairs whole, and takes effect first.
+        outcome = call_work(self.name, fn, args)
         self._ready.append(done)
-        self._ready.append(call_work(self.name, fn, args))
+        self._ready.append(outcome)
         return _DONE_WORK
 
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:

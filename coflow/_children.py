@@ -134,7 +134,7 @@ class ChildWait:
         self.timed_out = True
         self.child._stop()
 
-    def abort(self) -> None:
+    def abort(self, task: Task) -> None:
         """The waiting task is cancelled: stop the child; the task resumes once it has ended."""
         if self.timer is not None:
             self.timer.cancel()

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ._backend import Backend
+
+logger = logging.getLogger("coflow")
 
 
 class Timer:
@@ -129,4 +132,8 @@ class EventLoopBackend(Backend):
         self._timers.move_due(now, ready)
         pop = ready.popleft
         for _ in range(len(ready) >> 1):
-            pop()(*pop())
+            callback = pop()
+            try:
+                callback(*pop())
+            except Exception:  # a core bug must not take every flow of the backend down
+                logger.exception("scheduler callback %r raised; the backend goes on", callback)

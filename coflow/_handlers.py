@@ -172,7 +172,8 @@ class Work:
         self.timed_out = True
         self.handle.cancel()
 
-    def abort(self) -> None:
+    def abort(self, task: Task) -> None:
+        """Cancel the work; the backend reports its end, and only then is the task resumed."""
         if self.timeout is not None:
             self.timer.cancel()
         self.handle.cancel()
@@ -201,7 +202,7 @@ class _OnlyAttempt(Work):
 
     def done(self, value: Any, error: BaseException | None) -> None:
         task = self.task
-        if error is None:
+        if error is None and not task.cancel_pending:  # a cancelled attempt commits nothing
             cls = value.__class__
             if cls is Ok:
                 value = value.state

@@ -33,8 +33,8 @@ Invariants, which every backend relies on:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Generator, Iterable
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import Cancelled, FlowException
 from ._location import add_note, flow_path, is_user_frame, yield_site
@@ -46,6 +46,14 @@ if TYPE_CHECKING:
 
 Frame = Generator[Any, Any, Any]
 Handler = Callable[["Task", Any], Any]
+
+
+
+class Cancellable(Protocol):
+    """A branch a cancellation walks: a task, or a callable branch's work."""
+
+    def cancel_one(self) -> Iterable[Cancellable] | None: ...
+
 
 #: Returned by a handler that has suspended its task.
 SUSPEND: Final = object()
@@ -124,7 +132,7 @@ class Task:
                 if not frames:
                     break  # finished outside the handler, so no error there chains to StopIteration
                 continue
-            except (Exception, Cancelled) as escaped:
+            except BaseException as escaped:  # SPEC §9: even SystemExit only fails the flow
                 error = self._escaped(escaped, gen)
                 frames.pop()
                 if not frames:
@@ -139,7 +147,7 @@ class Task:
                     view.replace_state(value)
                 else:
                     value = dispatch.get(step.__class__, fallback)(self, step)
-            except Exception as failed:
+            except BaseException as failed:  # raised at the ``yield``, whatever it is
                 value, error = None, _without_loop_frame(failed)
                 continue
             if value is SUSPEND:
@@ -194,19 +202,18 @@ class Task:
 
     def cancel(self) -> None:
         """Cancel the task (see the module docstring); idempotent."""
+        cancel_all((self,))
+
+    def cancel_one(self) -> Iterable[Cancellable] | None:
+        """Mark the task cancelled and abort its wait; the branches that must be cancelled too."""
         if not self.frames or self.cancel_depth >= 0:
-            return  # finished, or already cancelling
+            return None  # finished, or already cancelling
         self.cancel_pending = True
         self.cancel_depth = len(self.frames)
         waiting = self.waiting
         if waiting is None:
-            return  # already posted to run: the pending resume throws Cancelled
-        abort = getattr(waiting, "abort", None)
-        if abort is not None:
-            abort()  # a Join or work: resumes the task once it has really finished
-        else:
-            self.runner.unblock(self)
-            self.wake_soon(None, None)
+            return None  # already posted to run: the pending resume throws Cancelled
+        return waiting.abort(self)  # type: ignore[no-any-return]
 
     def path(self) -> str:
         """The flows from the runner down to this task's innermost frame."""
@@ -216,6 +223,19 @@ class Task:
             frames[:0] = task.frames if task.join is not None else task.frames[1:]
             task = task.join.parent if task.join is not None else None
         return flow_path(self.runner.lineage(), frames)
+
+
+def cancel_all(branches: Iterable[Cancellable]) -> None:
+    """Cancel ``branches`` (last started first) and all they wait on, at any depth.
+
+    A stack, not recursion: a cancelled ``parallel`` 10,000 levels deep costs
+    time linear in its depth and never reaches Python's recursion limit.
+    """
+    stack = list(branches)
+    while stack:
+        more = stack.pop().cancel_one()
+        if more:
+            stack.extend(more)
 
 
 def _without_loop_frame(error: BaseException) -> BaseException:
@@ -290,19 +310,23 @@ class Join:
         return self.outcome
 
     def settle(self, value: Any, error: BaseException | None) -> None:
+        """Fix the outcome (first call only) and cancel every branch still running."""
+        if self._fix(value, error):
+            cancel_all(self.children)
+
+    def abort(self, task: Task) -> list[Task | WorkBranch]:
+        """The parent is cancelled: every branch is cancelled; the parent resumes after them."""
+        return self.children if self._fix(None, Cancelled()) else []
+
+    def _fix(self, value: Any, error: BaseException | None) -> bool:
         if self.settled:
-            return
+            return False
         self.settled = True
         self.outcome = (value, error)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        for child in reversed(self.children):
-            child.cancel()
-
-    def abort(self) -> None:
-        """The parent is cancelled: cancel every branch; the parent resumes after them."""
-        self.settle(None, Cancelled())
+        return True
 
     def child_finished(
         self, child: Task | WorkBranch, value: Any, error: BaseException | None
@@ -330,5 +354,5 @@ class WorkBranch:
     def done(self, value: Any, error: BaseException | None) -> None:
         self.join.child_finished(self, value, error)
 
-    def cancel(self) -> None:
+    def cancel_one(self) -> None:
         self.handle.cancel()  # the backend still reports the end, once, through ``done``

@@ -114,8 +114,19 @@ def repeat(body: Any, times: int | None = None) -> Repeat:
     return Repeat(reusable("repeat", body), times)
 
 
+class _Suspends:
+    """A step a task blocks on: its ``abort`` is how a cancellation stops the wait (SPEC §3)."""
+
+    __slots__ = ()
+
+    def abort(self, task: Any) -> None:
+        """Wake the task now (dropping its timer); its resumption then raises ``Cancelled``."""
+        task.runner.unblock(task)
+        task.wake_soon(None, None)
+
+
 @value(repr=False)
-class Wait(Step[None]):
+class Wait(_Suspends, Step[None]):
     seconds: float
 
 
@@ -134,7 +145,7 @@ _set_seconds = Wait.__dict__["seconds"].__set__
 
 
 @value(repr=False)
-class WaitUntil(Step[Any]):
+class WaitUntil(_Suspends, Step[Any]):
     predicate: Callable[[Any], Any]
     timeout: float | None = None
 
@@ -151,7 +162,7 @@ def wait_until(predicate: Callable[[Any], Any], timeout: float | None = None) ->
 
 
 @value(repr=False)
-class Debounce(Step[Any]):
+class Debounce(_Suspends, Step[Any]):
     seconds: float
 
 
@@ -161,7 +172,7 @@ def debounce(seconds: float) -> Debounce:
 
 
 @value(repr=False)
-class Receive(Step[Any]):
+class Receive(_Suspends, Step[Any]):
     match: Callable[[Any], Any] | None = None
     timeout: float | None = None
 

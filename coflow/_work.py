@@ -20,10 +20,14 @@ from ._steps import describe
 def call_work(
     backend_name: str, fn: Callable[..., Any], args: tuple[Any, ...]
 ) -> tuple[Any, BaseException | None]:
-    """``(fn(*args), None)``, or ``(None, error)`` if it raised or gave an awaitable."""
+    """``(fn(*args), None)``, or ``(None, error)`` if it raised or gave an awaitable.
+
+    Any ``BaseException`` is caught too (``SystemExit``, ``KeyboardInterrupt``,
+    ``GreenletExit``): it fails the attempt, and the scheduler goes on (SPEC §9).
+    """
     try:
         value = fn(*args)
-    except Exception as error:
+    except BaseException as error:
         return None, error
     if hasattr(value.__class__, "__await__"):
         if inspect.iscoroutine(value):

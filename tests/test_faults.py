@@ -1,0 +1,281 @@
+"""Faults (SPEC §9): whatever user code raises, a flow ends with a reported outcome.
+
+Every test here runs on all four backends unless it is about one backend's
+own machinery.  After each fault the test also checks that the backend still
+serves another flow: a fault must never take the scheduler down with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+import coflow
+from coflow import Ok, race, run, set_state, wait, wait_until
+
+FlowGen = Generator[Any, Any, Any]
+After = Callable[[float, Callable[[], Any]], coflow.Runner]
+
+#: The ``BaseException``s user code raises that are not ``Exception``s.
+BASE_EXCEPTIONS = [SystemExit, KeyboardInterrupt, GeneratorExit]
+
+
+def assert_still_serving(backend: Any) -> None:
+    """Another flow, with a timer and a state change, still runs to its end."""
+
+    def probe() -> FlowGen:
+        yield wait(0.01)
+        yield set_state(lambda s: s + 1)
+
+    assert coflow.start(probe, initial_state=0, backend=backend).result(timeout=5) == 1
+
+
+def failure_of(runner: coflow.Runner) -> BaseException:
+    with pytest.raises(coflow.FlowFailed) as failed:
+        runner.result(timeout=5)
+    assert runner.status == "failed"
+    assert failed.value.__cause__ is not None
+    return failed.value.__cause__
+
+
+# -- 1. a BaseException from a flow, a signal function or a notify callable -----
+
+
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
+def test_a_flow_raising_a_base_exception_fails_with_it(backend: Any, kind: type) -> None:
+    def main() -> FlowGen:
+        yield wait(0.01)
+        raise kind()
+
+    assert type(failure_of(coflow.start(main, backend=backend))) is kind
+    assert_still_serving(backend)
+
+
+def test_sys_exit_in_a_flow_fails_it(backend: Any) -> None:
+    def main() -> FlowGen:
+        yield wait(0.01)
+        sys.exit(1)
+
+    error = failure_of(coflow.start(main, backend=backend))
+    assert isinstance(error, SystemExit) and error.code == 1
+    assert_still_serving(backend)
+
+
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
+def test_a_predicate_raising_a_base_exception_fails_the_flow(backend: Any, kind: type) -> None:
+    def predicate(state: Any) -> bool:
+        if state:
+            raise kind()
+        return False
+
+    runner = coflow.start(wait_until(predicate), initial_state=False, backend=backend)
+    runner.signal(lambda s: True)
+    assert type(failure_of(runner)) is kind
+    assert_still_serving(backend)
+
+
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
+def test_a_signal_function_raising_a_base_exception_leaves_the_flow_running(
+    backend: Any, kind: type
+) -> None:
+    def boom(state: Any) -> Any:
+        raise kind()
+
+    runner = coflow.start(wait_until(lambda s: s == "go"), initial_state="idle", backend=backend)
+    failed = runner.signal(boom)
+    runner.signal(lambda s: "go")
+    assert runner.result(timeout=5) == "go"
+    assert type(failed.exception(timeout=5)) is kind
+
+
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
+def test_a_notify_callable_raising_a_base_exception_is_logged_and_the_flow_goes_on(
+    backend: Any, kind: type, caplog: pytest.LogCaptureFixture
+) -> None:
+    def notify(event: Any) -> None:
+        raise kind()
+
+    def main() -> FlowGen:
+        yield set_state(lambda s: s + 1)
+        yield wait(0.01)
+        yield set_state(lambda s: s + 1)
+
+    with caplog.at_level(logging.ERROR, logger="coflow"):
+        assert coflow.start(main, initial_state=0, notify=notify, backend=backend).result(5) == 2
+    assert any("notify" in record.getMessage() for record in caplog.records)
+    assert_still_serving(backend)
+
+
+# -- 2. delays longer than the backend's clock can arm -------------------------
+
+
+@pytest.mark.parametrize(
+    "step",
+    [wait(1e10), wait_until(lambda s: False, timeout=1e10), coflow.debounce(1e10)],
+    ids=["wait", "wait_until", "debounce"],
+)
+def test_a_delay_beyond_timeout_max_waits_and_the_backend_goes_on(backend: Any, step: Any) -> None:
+    assert 1e10 > threading.TIMEOUT_MAX
+    runner = coflow.start(step, initial_state=0, backend=backend)
+    assert_still_serving(backend)
+    assert runner.status == "running"
+    runner.stop()
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+
+
+# -- 3. work ending with a BaseException coflow did not ask for ---------------
+
+
+@pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
+def test_work_raising_a_base_exception_fails_its_attempt_unretried(
+    backend: Any, kind: type
+) -> None:
+    attempts: list[int] = []
+
+    def push(state: Any) -> Any:
+        attempts.append(1)
+        raise kind()
+
+    runner = coflow.start(run(push, retries=3), backend=backend)
+    assert type(failure_of(runner)) is kind
+    assert attempts == [1], "a BaseException is not retried unless retry_on names it"
+    assert_still_serving(backend)
+
+
+def test_work_raising_a_base_exception_named_by_retry_on_is_retried(backend: Any) -> None:
+    attempts: list[int] = []
+
+    def push(state: Any) -> Any:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise KeyboardInterrupt
+        return Ok("pushed")
+
+    runner = coflow.start(run(push, retries=3, retry_on=(KeyboardInterrupt,)), backend=backend)
+    assert runner.result(timeout=5) == "pushed"
+    assert len(attempts) == 3
+
+
+def test_asyncio_work_whose_task_someone_else_cancels_fails_the_flow() -> None:
+    import asyncio
+
+    from conftest import make_backend
+
+    with make_backend("asyncio") as backend:
+        started = threading.Event()
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def push(state: Any) -> Any:
+            task = asyncio.current_task()
+            assert task is not None
+            tasks.append(task)
+            started.set()
+            await asyncio.Event().wait()
+
+        runner = coflow.start(run(push), backend=backend)
+        assert started.wait(5)
+        backend.loop.call_soon_threadsafe(tasks[0].cancel)
+        assert isinstance(failure_of(runner), asyncio.CancelledError)
+        assert_still_serving(backend)
+
+
+def test_asyncio_work_awaiting_a_future_its_owner_cancelled_fails_the_flow() -> None:
+    import asyncio
+
+    from conftest import make_backend
+
+    with make_backend("asyncio") as backend:
+        started = threading.Event()
+        futures: list[asyncio.Future[Any]] = []
+
+        async def push(state: Any) -> Any:
+            future = asyncio.get_running_loop().create_future()
+            futures.append(future)
+            started.set()
+            return await future
+
+        runner = coflow.start(run(push), backend=backend)
+        assert started.wait(5)
+        backend.loop.call_soon_threadsafe(futures[0].cancel)
+        assert isinstance(failure_of(runner), asyncio.CancelledError)
+        stopped = coflow.start(run(push), backend=backend)
+        stopped.stop()
+        with pytest.raises(coflow.FlowStopped):
+            stopped.result(timeout=5)
+
+
+@pytest.mark.skipif(not __import__("conftest").HAS_GEVENT, reason="gevent is not installed")
+def test_gevent_work_whose_greenlet_someone_else_kills_fails_the_flow() -> None:
+    import gevent
+    import gevent.event
+    from conftest import make_backend
+
+    with make_backend("gevent") as backend:
+        greenlets: list[Any] = []
+        started = gevent.event.Event()
+
+        def push(state: Any) -> Any:
+            greenlets.append(gevent.getcurrent())
+            started.set()
+            gevent.event.Event().wait()
+
+        runner = coflow.start(run(push), backend=backend)
+        started.wait(5)
+        gevent.spawn(greenlets[0].kill)
+        assert isinstance(failure_of(runner), gevent.GreenletExit)
+        assert_still_serving(backend)
+
+
+# -- 5. the virtual clock's ready queue while work runs inline ------------------
+
+
+@pytest.mark.parametrize("action", ["stop", "signal", "send", "start"])
+def test_anything_a_run_function_does_inline_takes_effect_after_it_returns(
+    backend: Any, action: str
+) -> None:
+    other = coflow.start(
+        coflow.receive(), initial_state="other", backend=backend, supervisor=None
+    )
+    started: list[coflow.Runner] = []
+
+    def work(state: Any) -> Any:
+        if action == "stop":
+            other.stop()
+        elif action == "signal":
+            other.signal(lambda s: "signalled")
+        elif action == "send":
+            other.send("hello")
+        else:
+            started.append(coflow.start(set_state(lambda s: "child"), backend=backend))
+        return Ok("worked")
+
+    assert coflow.start(run(work), backend=backend).result(timeout=5) == "worked"
+    if action == "stop":
+        with pytest.raises(coflow.FlowStopped):
+            other.result(timeout=5)
+    elif action == "signal":
+        other.send("go")
+        assert other.result(timeout=5) == "signalled"
+    elif action == "send":
+        assert other.result(timeout=5) == "other"
+    else:
+        other.stop()
+        assert started[0].result(timeout=5) == "child"
+    assert_still_serving(backend)
+
+
+# -- 8. a cancelled run never commits its result -------------------------------
+
+
+def test_a_run_that_loses_a_race_does_not_commit_its_ok(backend: Any) -> None:
+    runner = coflow.start(
+        race([run(lambda s: Ok("a")), set_state(lambda s: "b")]), initial_state="", backend=backend
+    )
+    assert runner.result(timeout=5) == "b"
+
