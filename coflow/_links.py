@@ -50,6 +50,8 @@ class Links:
     #: What a supervisor's restart starts from.
     initial_state: Any = None
     restarts = 0
+    #: The outermost names of the runner's lineage and its length (``Runner.path_parts``).
+    outer: tuple[tuple[str, ...], int] | None = None
     #: When recent restarts happened, on the backend's clock (the supervisor's limit).
     restart_times: list[float] | None = None
 

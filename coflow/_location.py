@@ -14,6 +14,8 @@ from typing import Any, cast
 INTERNAL_CODES: set[CodeType] = set()
 
 _MAX_PATH = 8
+#: Names a very deep path shows at each end.
+PATH_ENDS = _MAX_PATH // 2
 
 
 def add_note(error: BaseException, note: str) -> None:
@@ -48,11 +50,18 @@ def yield_site(error: BaseException, gen: Generator[Any, Any, Any]) -> str | Non
     return site
 
 
-def flow_path(runner_names: list[str], frames: Sequence[Generator[Any, Any, Any]]) -> str:
-    """``runner > child > sub > subsub``, eliding the middle of very deep paths."""
-    names = list(runner_names)
+def flow_path(
+    outer: list[str], hidden: int, inner: list[str], frames: Sequence[Generator[Any, Any, Any]]
+) -> str:
+    """``runner > child > sub > subsub``, eliding the middle of very deep paths.
+
+    The runners' names come as ``Runner.path_parts`` gives them: the outermost,
+    how many are left out, the innermost; the user frames follow them.
+    """
+    names = [*outer, *inner]
     names.extend(_code(gen).co_name for gen in frames if is_user_frame(gen))
-    if len(names) > _MAX_PATH:
-        hidden = len(names) - _MAX_PATH
-        names = [*names[: _MAX_PATH // 2], f"... {hidden} more ...", *names[-_MAX_PATH // 2 :]]
+    total = len(names) + hidden
+    if total > _MAX_PATH:
+        shown = _MAX_PATH // 2
+        names = [*names[:shown], f"... {total - _MAX_PATH} more ...", *names[-shown:]]
     return " > ".join(names)

@@ -120,6 +120,40 @@ class Runner:
         names.reverse()
         return names
 
+    def path_parts(self, keep: int) -> tuple[list[str], int, list[str]]:
+        """The lineage's first ``keep`` names, how many are left out, and its last ``keep``.
+
+        Each parent caches its outermost names in its links, so naming the
+        runners of a failure through N nested calls costs O(N) in all, not O(N²).
+        """
+        chain: list[Runner] = []
+        runner: Runner | None = self
+        head: tuple[str, ...] = ()
+        depth = 0
+        while runner is not None:
+            links = runner._links
+            if links is not None and links.outer is not None:
+                head, depth = links.outer
+                break
+            chain.append(runner)
+            runner = runner._parent
+        for below in reversed(chain):
+            depth += 1
+            if len(head) < keep:
+                head = (*head, below.name)
+            if below._links is not None:
+                below._links.outer = (head, depth)
+        if depth <= 2 * keep:
+            return self.lineage(), 0, []
+        inner: list[str] = []
+        runner = self
+        for _ in range(keep):
+            assert runner is not None
+            inner.append(runner.name)
+            runner = runner._parent
+        inner.reverse()
+        return list(head), depth - 2 * keep, inner
+
     def ensure_links(self) -> Links:
         """The runner's children and supervisor (created on first use)."""
         links = self._links

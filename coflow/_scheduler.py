@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import Cancelled, FlowException
-from ._location import add_note, flow_path, is_user_frame, yield_site
+from ._location import PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
 from ._steps import SetState
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 Frame = Generator[Any, Any, Any]
 Handler = Callable[["Task", Any], Any]
-
 
 
 class Cancellable(Protocol):
@@ -222,7 +221,7 @@ class Task:
         while task is not None:
             frames[:0] = task.frames if task.join is not None else task.frames[1:]
             task = task.join.parent if task.join is not None else None
-        return flow_path(self.runner.lineage(), frames)
+        return flow_path(*self.runner.path_parts(PATH_ENDS), frames)
 
 
 def cancel_all(branches: Iterable[Cancellable]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import threading
 from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -55,13 +56,26 @@ class Step(Generic[R_co]):
         return result
 
     def __repr__(self) -> str:
-        shown = []
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if field.default is not dataclasses.MISSING and value == field.default:
-                continue
-            shown.append(f"{field.name}={describe(value)}")
-        return f"{_constructor_name(type(self))}({', '.join(shown)})"
+        name = _constructor_name(type(self))
+        depth = getattr(_repr_nesting, "depth", 0)
+        if depth >= _REPR_DEPTH:
+            return f"{name}(...)"  # a tree 10,000 steps deep has a short repr, not a RecursionError
+        _repr_nesting.depth = depth + 1
+        try:
+            shown = []
+            for field in dataclasses.fields(self):  # type: ignore[arg-type]
+                value = getattr(self, field.name)
+                if field.default is not dataclasses.MISSING and value == field.default:
+                    continue
+                shown.append(f"{field.name}={describe(value)}")
+        finally:
+            _repr_nesting.depth = depth
+        return f"{name}({', '.join(shown)})"
+
+
+#: Steps nested deeper than this show as ``name(...)`` in a step's repr.
+_REPR_DEPTH = 6
+_repr_nesting = threading.local()
 
 
 def _constructor_name(cls: type) -> str:

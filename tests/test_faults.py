@@ -239,9 +239,7 @@ def test_gevent_work_whose_greenlet_someone_else_kills_fails_the_flow() -> None:
 def test_anything_a_run_function_does_inline_takes_effect_after_it_returns(
     backend: Any, action: str
 ) -> None:
-    other = coflow.start(
-        coflow.receive(), initial_state="other", backend=backend, supervisor=None
-    )
+    other = coflow.start(coflow.receive(), initial_state="other", backend=backend, supervisor=None)
     started: list[coflow.Runner] = []
 
     def work(state: Any) -> Any:
@@ -279,3 +277,132 @@ def test_a_run_that_loses_a_race_does_not_commit_its_ok(backend: Any) -> None:
     )
     assert runner.result(timeout=5) == "b"
 
+
+# -- 4. a predicate or match whose result cannot be truth-tested -----------------
+
+
+class Ambiguous:
+    """Like a numpy array: asking whether it is true raises."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array with more than one element is ambiguous")
+
+
+def test_a_predicate_result_that_cannot_be_truth_tested_raises_at_the_yield(
+    backend: Any,
+) -> None:
+    def main() -> FlowGen:
+        try:
+            yield wait_until(lambda s: Ambiguous() if s == "edited" else False)
+        except ValueError as error:
+            message = str(error)
+            yield set_state(lambda s: f"raised: {message}")
+
+    runner = coflow.start(main, initial_state="idle", backend=backend)
+    edited = runner.signal(lambda s: "edited")
+    assert runner.result(timeout=5).startswith("raised: the truth value")
+    assert edited.result(timeout=5) == "edited"
+
+
+def test_a_receive_match_that_cannot_be_truth_tested_raises_and_keeps_the_message(
+    backend: Any,
+) -> None:
+    def main() -> FlowGen:
+        try:
+            yield coflow.receive(lambda message: Ambiguous())
+        except ValueError:
+            message = yield coflow.receive()
+            yield set_state(lambda s: message)
+
+    runner = coflow.start(main, backend=backend)
+    runner.send("kept")
+    assert runner.result(timeout=5) == "kept"
+
+
+def test_a_match_raising_on_a_queued_message_keeps_it(backend: Any) -> None:
+    def main() -> FlowGen:
+        yield wait_until(lambda s: s == "go")
+        try:
+            yield coflow.receive(lambda message: Ambiguous())
+        except ValueError:
+            message = yield coflow.receive()
+            yield set_state(lambda s: message)
+
+    runner = coflow.start(main, initial_state="idle", backend=backend)
+    runner.send("kept")
+    runner.signal(lambda s: "go")
+    assert runner.result(timeout=5) == "kept"
+
+
+# -- 12, 13. any depth, in time linear in the depth ---------------------------------
+
+DEPTH = 10_000
+
+
+def nested(wrap: Callable[[Any], Any], inner: Any) -> Any:
+    step = inner
+    for _ in range(DEPTH):
+        step = wrap(step)
+    return step
+
+
+WRAPPERS = {
+    "parallel": lambda step: coflow.parallel([step]),
+    "race": lambda step: coflow.race([step]),
+    "timeout": lambda step: coflow.timeout(step, 1e6),
+    "embed": lambda step: coflow.embed(step, lambda s: s, lambda s, part: part),
+}
+
+
+@pytest.mark.parametrize("kind", WRAPPERS)
+def test_stopping_a_deep_nesting_never_reaches_the_recursion_limit(kind: str) -> None:
+    from coflow.backends.virtual import VirtualBackend
+
+    backend = VirtualBackend()
+    runner = coflow.start(nested(WRAPPERS[kind], wait(10)), backend=backend)
+    backend.advance(1)
+    runner.stop()
+    with pytest.raises(coflow.FlowStopped):
+        runner.result()
+
+
+@pytest.mark.parametrize("kind", WRAPPERS)
+def test_failing_through_a_deep_nesting_never_reaches_the_recursion_limit(kind: str) -> None:
+    from coflow.backends.virtual import VirtualBackend
+
+    def fail() -> FlowGen:
+        yield wait(1)
+        raise RuntimeError("deep")
+
+    sibling = coflow.sequence(wait(10))
+    runner = coflow.start(
+        coflow.parallel([nested(WRAPPERS[kind], fail), sibling]), backend=VirtualBackend()
+    )
+    with pytest.raises(coflow.FlowFailed) as failed:
+        runner.result()
+    assert str(failed.value.__cause__) == "deep"
+
+
+def test_a_timeout_around_a_deep_nesting_cancels_it() -> None:
+    from coflow.backends.virtual import VirtualBackend
+
+    runner = coflow.start(
+        coflow.timeout(nested(WRAPPERS["parallel"], wait(10)), 1, default="late"),
+        backend=VirtualBackend(),
+    )
+    assert runner.result() is None  # a default is the step's result, not the state
+
+
+def test_a_failure_through_deeply_nested_calls_reaches_the_top() -> None:
+    from coflow.backends.virtual import VirtualBackend
+
+    def level(depth: int) -> FlowGen:
+        if depth == 0:
+            yield wait(1)
+            raise RuntimeError("bottom")
+        yield coflow.call(level(depth - 1))
+
+    runner = coflow.start(level(DEPTH), backend=VirtualBackend())
+    with pytest.raises(coflow.FlowFailed) as failed:
+        runner.result()
+    assert isinstance(failed.value.__cause__, coflow.ChildFailed)
