@@ -30,7 +30,14 @@ from ._events import (
     FlowState as FlowState,
 )
 from ._flow import Flow as Flow, flow as flow
-from ._results import Error as Error, Failure as Failure, Ok as Ok, Retry as Retry, Skip as Skip
+from ._results import (
+    Error as Error,
+    Failure as Failure,
+    Ok as Ok,
+    Retry as Retry,
+    Skip as Skip,
+    Update as Update,
+)
 from ._retry import RetryPolicy as RetryPolicy
 from ._runner import EventStream as EventStream, Runner as Runner, start as start
 from ._steps import (
@@ -83,6 +90,7 @@ __all__ = [
     "Step",
     "StepFailed",
     "Supervisor",
+    "Update",
     "branch",
     "call",
     "debounce",

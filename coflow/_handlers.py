@@ -20,7 +20,7 @@ from ._errors import FlowTimeout, InvalidStep, RetriesExhausted, StepFailed
 from ._flow import Flow, instantiate, is_flow_like
 from ._location import INTERNAL_CODES
 from ._missing import MISSING
-from ._results import Error, Failure, Ok, Retry, Skip
+from ._results import Error, Failure, Ok, Retry, Skip, Update
 from ._runner import StateView
 from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task
 from ._steps import (
@@ -207,6 +207,8 @@ class _OnlyAttempt(Work):
             if cls is Ok:
                 value = value.state
                 task.view.replace_state(value)
+            elif cls is Update:
+                value, error = _updated(task, value)
             elif cls is Retry:
                 if value.new_state is not MISSING:
                     task.view.replace_state(value.new_state)
@@ -230,6 +232,17 @@ def _error_of(reason: Any) -> BaseException:
     return reason if isinstance(reason, BaseException) else StepFailed(reason)
 
 
+def _updated(task: Task, update: Update[Any]) -> tuple[Any, BaseException | None]:
+    """Commit ``update`` to the state as it is now; if its function raises, that is the error."""
+    view = task.view
+    try:
+        state = update.fn(view.state)
+    except BaseException as error:  # SPEC §9: whatever it raises fails only the attempt
+        return None, error
+    view.replace_state(state)
+    return state, None
+
+
 @internal
 def _attempts(task: Task, step: Run) -> Frame:
     """``run``: call ``fn(state)`` until a result ends it or the retries are used up."""
@@ -241,10 +254,12 @@ def _attempts(task: Task, step: Run) -> Frame:
         attempt += 1
         try:
             result = yield Work(fn, (view.state,), timeout)
+            cls = result.__class__
+            if cls is Update:  # applied to the state as it is now, as a signal would be
+                result, cls = Ok(result.fn(view.state)), Ok
         except retry_on as error:
             last_error: BaseException = error
         else:
-            cls = result.__class__
             if cls is Ok:
                 view.replace_state(result.state)
                 return result.state

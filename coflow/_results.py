@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ._missing import MISSING, MissingType
@@ -15,6 +16,19 @@ class Ok(Generic[S]):
     """Continue with ``state`` as the flow's new state."""
 
     state: S
+
+
+@value
+class Update(Generic[S]):
+    """Continue with ``fn(state)`` as the new state, ``state`` being the state when the work ends.
+
+    Applied on the scheduler as a signal is, so changes that arrived while the
+    work ran (signals, parallel branches) are kept, where ``Ok`` would replace
+    them.  ``yield`` gives the new state; if ``fn`` raises, the attempt fails
+    with that error (retried like an error of the work).
+    """
+
+    fn: Callable[[S], S]
 
 
 @value
