@@ -6,14 +6,20 @@ retry), so schedules are tested without a clock, as tenacity does.
 
 from __future__ import annotations
 
+import math
 import random
+import sys
 from collections.abc import Callable
+from typing import Any
 
 from ._validate import check_choice, check_delay, check_optional_delay
 from ._values import value
 
 BACKOFFS = ("constant", "linear", "exponential")
 Backoff = str | Callable[[int], float]
+
+#: An uncapped delay too large for a float saturates here: finite, as every delay is.
+LONGEST_DELAY = sys.float_info.max
 
 
 @value
@@ -39,14 +45,7 @@ class RetryPolicy:
         object.__setattr__(
             self, "max_delay", check_optional_delay(where, "max_delay", self.max_delay)
         )
-        retry_on = self.retry_on
-        if isinstance(retry_on, type):
-            retry_on = (retry_on,)
-        retry_on = tuple(retry_on)
-        for kind in retry_on:
-            if not (isinstance(kind, type) and issubclass(kind, BaseException)):
-                raise TypeError(f"{where}: retry_on must hold exception types, got {kind!r}")
-        object.__setattr__(self, "retry_on", retry_on)
+        object.__setattr__(self, "retry_on", _exception_types(where, self.retry_on))
 
     @property
     def waits(self) -> bool:
@@ -54,19 +53,51 @@ class RetryPolicy:
         return bool(self.base_delay) or callable(self.backoff)
 
     def delay(self, k: int, rng: random.Random | None = None) -> float:
-        """The delay before retry ``k`` (k = 1..retries); ``rng`` draws the jitter."""
+        """The delay before retry ``k`` (k = 1..retries); ``rng`` draws the jitter.
+
+        Finite for any ``k``: ``max_delay`` caps it, and without one a delay
+        too large for a float is ``LONGEST_DELAY`` (the largest float).
+        """
         backoff = self.backoff
         if backoff == "constant":
             delay = self.base_delay
         elif backoff == "linear":
-            delay = self.base_delay * k
+            try:
+                delay = self.base_delay * k  # inf past the float range
+            except OverflowError:  # k itself is too large for a float
+                delay = math.inf if self.base_delay else 0.0
         elif backoff == "exponential":
-            delay = self.base_delay * 2 ** (k - 1)
+            try:  # ldexp scales by 2 ** (k - 1) without building that integer
+                delay = math.ldexp(self.base_delay, k - 1)
+            except OverflowError:
+                delay = math.inf
         else:
             assert callable(backoff)
             delay = check_delay("run", f"backoff({k})", backoff(k))
-        if self.max_delay is not None and delay > self.max_delay:
-            delay = self.max_delay
+        if self.max_delay is not None:
+            if delay > self.max_delay:
+                delay = self.max_delay
+        elif delay > LONGEST_DELAY:
+            delay = LONGEST_DELAY
         if self.jitter and rng is not None:
             delay = rng.uniform(0.0, delay)
         return delay
+
+
+def _is_exception_type(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseException)
+
+
+def _exception_types(where: str, retry_on: Any) -> tuple[type[BaseException], ...]:
+    """``retry_on`` as a tuple of exception types, as ``except`` takes them; else ``TypeError``.
+
+    A list is taken as a tuple; a string, an exception instance or anything
+    else is refused here, where ``except`` would only fail once an attempt fails.
+    """
+    if _is_exception_type(retry_on):
+        return (retry_on,)
+    if isinstance(retry_on, (tuple, list)) and all(_is_exception_type(kind) for kind in retry_on):
+        return tuple(retry_on)
+    raise TypeError(
+        f"{where}: retry_on must be an exception type or a tuple of them, got {retry_on!r}"
+    )
