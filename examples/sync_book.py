@@ -18,6 +18,10 @@ time  what happens
 1.6   the driver stops the flow
 ====  =====================================================
 
+The push ends with ``Update``, applied to the state as it is when the push
+returns: an edit made while the push ran has set ``dirty`` back to true, and
+is kept, so the loop pushes the book again (``Ok`` would overwrite it).
+
 Run it with ``python -m examples.sync_book`` or ``python -m coflow demo``.
 """
 
@@ -28,7 +32,7 @@ from functools import partial
 from typing import Any
 
 import coflow
-from coflow import Ok, debounce, run, set_state, wait, wait_until
+from coflow import Update, debounce, run, set_state, wait, wait_until
 from examples._recording import Notify, Record, print_records, record_events
 
 BookState = dict[str, Any]
@@ -48,9 +52,15 @@ class FlakyBookAPI:
             raise ConnectionError(f"sync of {book_id!r} failed (attempt {len(self.calls)})")
 
 
-def push_book(api: FlakyBookAPI, state: BookState) -> Ok[BookState]:
+def push_book(api: FlakyBookAPI, state: BookState) -> Update[BookState]:
     api.sync_book(state["book_id"])  # raising is an error: `run` retries it
-    return Ok({**state, "dirty": False, "synced": state["synced"] + 1})
+    return Update(mark_synced)
+
+
+def mark_synced(state: BookState) -> BookState:
+    """Count the push; the book is clean unless an edit came in while it ran."""
+    dirty = False if state["dirty"] == "processing" else state["dirty"]
+    return {**state, "dirty": dirty, "synced": state["synced"] + 1}
 
 
 def sync_book(api: FlakyBookAPI) -> Iterator[Any]:

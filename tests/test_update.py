@@ -369,3 +369,51 @@ def test_an_edit_signalled_from_outside_during_the_push_is_pushed_afterwards(nam
 
         assert runner.result(timeout=5) == {"dirty": False, "title": "Final"}
         assert pushed == ["Draft", "Final"]
+
+
+def test_the_sync_book_example_pushes_again_after_an_edit_made_during_its_push(
+    backend: Any, tolerance: float
+) -> None:
+    from examples import sync_book as example
+    from examples._recording import record_events
+
+    class EditedDuringThePush(example.FlakyBookAPI):
+        book: coflow.Runner
+
+        def sync_book(self, book_id: str) -> None:
+            super().sync_book(book_id)
+            if len(self.calls) == 1:
+                signal_from_work(backend, [self.book], example.mark_dirty)
+
+    api = EditedDuringThePush(failures=0)
+
+    def start(backend: Any, notify: Any) -> list[coflow.Runner]:
+        def on_the_scheduler(_: Any) -> list[coflow.Runner]:  # before the book takes a step
+            runners = example.start(backend, notify, api)
+            api.book = runners[0]
+            return runners
+
+        runners: list[coflow.Runner] = coflow.start(
+            set_state(on_the_scheduler), backend=backend
+        ).result(timeout=5)
+        return runners
+
+    records = record_events(start, backend)
+
+    states = [(t, e.state) for t, name, e in records if name == "sync_book"]
+    assert [(s["edits"], s["dirty"], s["synced"]) for _, s in states] == [
+        (1, True, 0),
+        (2, True, 0),
+        (3, True, 0),
+        (4, True, 0),
+        (4, "processing", 0),  # the first push starts
+        (5, True, 0),  # an edit while it runs
+        (5, True, 1),  # the push ends: counted, and the book stays dirty
+        (5, "processing", 1),  # 0.5 s later, the second push
+        (5, False, 2),
+    ]
+    times = [t for t, _ in states]
+    assert times == pytest.approx(
+        [0.0, 0.1, 0.2, 0.3, 0.8, 0.8, 0.8, 1.3, 1.3], abs=tolerance or 1e-9
+    )
+    assert api.calls == [("b-1", True), ("b-1", True)]
