@@ -50,6 +50,8 @@ class Links:
     #: What a supervisor's restart starts from.
     initial_state: Any = None
     restarts = 0
+    #: Set when a stop's grace is over: a ``Cancelled`` now reaches even cleanup.
+    unprotected = False
     #: The outermost names of the runner's lineage and its length (``Runner.path_parts``).
     outer: tuple[tuple[str, ...], int] | None = None
     #: When recent restarts happened, on the backend's clock (the supervisor's limit).
@@ -80,6 +82,9 @@ class Links:
             assert self.children is not None
             del self.children[finished.popleft()]
         finished.append(child)
+
+    def abort(self, task: Task) -> None:
+        """The grace ran out while the root is parked here: it resumes once the children end."""
 
     def running_children(self) -> list[Runner]:
         """The running children, last started first: the order they are stopped in."""

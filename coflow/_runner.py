@@ -26,6 +26,7 @@ from ._missing import MISSING, MissingType
 from ._scheduler import Task
 from ._steps import Debounce, Receive, WaitUntil, reusable
 from ._supervisor import Supervisor, find_supervisor
+from ._validate import check_delay
 
 logger = logging.getLogger("coflow")
 
@@ -61,7 +62,9 @@ class Runner:
         "_parent",
         "_root",
         "_sinks",
+        "_stop_asked",
         "_stopping",
+        "_watched",
         "backend",
         "flow",
         "name",
@@ -89,6 +92,10 @@ class Runner:
         self._error: BaseException | None = None
         self._cleanup_errors: list[BaseException] | None = None
         self._stopping = False
+        #: Set by ``stop()`` on the caller's thread, so the stop overtakes what is queued.
+        self._stop_asked = False
+        #: False once it has failed with nobody told; True once its outcome was asked for.
+        self._watched: bool | None = None
         #: The runner that started this one with ``call`` or ``spawn``.
         self._parent: Runner | None = None
         #: Children and supervisor: made on first need (most runners have none).
@@ -188,10 +195,18 @@ class Runner:
         """A snapshot of the current state (the state is replaced, never mutated, by coflow)."""
         return self.state
 
-    def stop(self) -> None:
-        """Cancel the flow and its in-flight work; idempotent.  Cleanup steps still run."""
+    def stop(self, grace: float | None = None) -> None:
+        """Cancel the flow and its in-flight work; idempotent.  Cleanup steps still run.
+
+        The stop takes effect before the signals and messages already queued.
+        With ``grace``, cleanup still running that many seconds later gets
+        ``Cancelled`` again, and may then yield no more steps.
+        """
+        if grace is not None:
+            grace = check_delay("stop", "grace", grace)
         if self.status == "running":
-            self.backend.call_soon_threadsafe(self._stop)
+            self._stop_asked = True
+            self.backend.call_soon_threadsafe(self._stop, grace)
 
     def children(self, status: str | None = None) -> list[Runner]:
         """The runners this one started with ``call`` and ``spawn``, oldest first.
@@ -375,6 +390,9 @@ class Runner:
     def _deliver(self, message: Any) -> None:
         if self.status != "running":
             return
+        if self._stop_asked:
+            self._stop()  # no-op once stopping: a stopping flow takes no more messages
+            return
         for task in self._blocked_tasks():
             waiting = task.waiting
             if type(waiting) is Receive and self._wake_if(task, waiting.match, message):
@@ -387,6 +405,10 @@ class Runner:
         if self.status != "running":
             future.settle(None, FlowNotRunning(self.name, self.status, "signal"))
             return
+        if self._stop_asked:
+            self._stop()  # no-op once stopping: the stop overtakes the signals queued behind it
+            future.settle(None, FlowNotRunning(self.name, "stopping", "signal"))
+            return
         try:
             new_state = fn(self.state)
         except BaseException as error:  # the future holds it, whatever it is (SPEC §9)
@@ -395,23 +417,39 @@ class Runner:
         self.replace_state(new_state, signalled=True)
         future.settle(new_state, None)
 
-    def _stop(self) -> None:
+    def _stop(self, grace: float | None = None) -> None:
         """Cancel the children first (innermost first, last started first), then the flow.
 
         Walked with a stack, not recursion, so any depth of children can be stopped.
         """
-        stopping: list[Runner] = []  # each runner before its children: the reverse of the order
-        stack: list[Runner] = [self]
-        while stack:
-            runner = stack.pop()
-            if runner.status == "running" and not runner._stopping:
-                runner._stopping = True
-                stopping.append(runner)
-                if runner._links is not None:
-                    stack.extend(runner._links.running_children())  # first started, first walked
+        stopping = self._descendants(lambda runner: not runner._stopping)
+        for runner in stopping:
+            runner._stopping = True
         for runner in reversed(stopping):
             assert runner._root is not None
             runner._root.cancel()
+        if grace is not None and self.status == "running":
+            self.backend.call_later(grace, self._force_stop)
+
+    def _descendants(self, keep: Callable[[Runner], bool]) -> list[Runner]:
+        """This runner and its running descendants that ``keep`` accepts, parents first."""
+        found: list[Runner] = []
+        stack: list[Runner] = [self]
+        while stack:
+            runner = stack.pop()
+            if runner.status == "running" and keep(runner):
+                found.append(runner)
+                if runner._links is not None:
+                    stack.extend(runner._links.running_children())  # first started, first walked
+        return found
+
+    def _force_stop(self) -> None:
+        """The grace is over: cleanup still running gets ``Cancelled`` again, unprotected."""
+        for runner in reversed(self._descendants(lambda runner: True)):
+            runner.ensure_links().unprotected = True
+            assert runner._root is not None
+            for task in reversed(runner._root.tree()):
+                task.cancel_again()
 
     def _stop_children(self) -> None:
         links = self._links
@@ -514,6 +552,11 @@ class Runner:
                 add_note(error, f"coflow: while cancelling, cleanup raised {cleanup_error!r}")
             if self._sinks and not self._stopping:
                 self._emit(FlowError(error, self))
+            elif not self._sinks and self._done_latch is None and not self._supervised():
+                if self._parent is not None:
+                    self._log_unwatched()  # spawned: nothing of its parent waits for it
+                else:
+                    self._watched = False  # logged when dropped, unless asked for by then
         self._blocked = None
         self._mailbox = None
         if self._sinks:
@@ -533,11 +576,34 @@ class Runner:
     def when_ended(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` on the scheduler once the runner has ended; call on the scheduler."""
         if self.status != "running":
+            self._watched = True
             callback()
             return
         if self._done_latch is None:
             self._done_latch = Latch()
         self._done_latch.add_callback(callback)
+
+    def __del__(self) -> None:
+        if self._watched is False:
+            self._log_unwatched()
+
+    def _log_unwatched(self) -> None:
+        """A failure nobody hears of is logged, as asyncio logs an exception never retrieved."""
+        error = self._error
+        where = getattr(error, "_coflow_where", None) or f"in flow {' > '.join(self.lineage())}"
+        logger.error(
+            "flow %r failed %s, and nothing watched it (no notify, result(), wait() or "
+            "calling parent): %r",
+            self.name,
+            where,
+            error,
+            exc_info=error,
+        )
+
+    def _supervised(self) -> bool:
+        """Whether a supervisor has this runner: it logs the failure it gives up on."""
+        links = self._links
+        return links is not None and links.supervisor is not None
 
     def cleanup_failed(self, error: BaseException, where: str) -> None:
         """Cleanup run during a cancellation raised: log it and keep it for ``FlowError``."""
@@ -558,6 +624,7 @@ class Runner:
         return latch
 
     def _outcome(self) -> Any:
+        self._watched = True
         if self.status == "done":
             return self.state
         if self.status == "stopped":

@@ -37,7 +37,7 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import Cancelled, FlowException
-from ._location import PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
+from ._location import INTERNAL_CODES, PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
 from ._steps import SetState
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class Task:
             if self.join is None and self.runner.park_until_children_end(self):
                 return  # the runner's children end first; then Cancelled is thrown here
             self.cancel_pending = False
-            value, error = None, Cancelled()
+            value, error = self._cancellation()
         frames = self.frames
         dispatch = DISPATCH
         fallback = FALLBACK[0]
@@ -127,7 +127,7 @@ class Task:
                 if len(frames) < self.cancel_depth:
                     # The frame swallowed its Cancelled: the cancellation goes on outward.
                     self.cancel_depth = len(frames)
-                    value, error = None, Cancelled()
+                    value, error = self._cancellation()
                 if not frames:
                     break  # finished outside the handler, so no error there chains to StopIteration
                 continue
@@ -137,6 +137,8 @@ class Task:
                 if not frames:
                     value = None
                     break
+                if error.__class__ is Cancelled and len(frames) <= self.cancel_depth:
+                    value, error = self._cancellation()  # into a frame the cancellation reaches
                 continue
             budget -= 1
             try:
@@ -156,6 +158,14 @@ class Task:
                 self._end_slice(value)
                 return
         self._finish(value, error)
+
+    def _cancellation(self) -> tuple[None, BaseException | None]:
+        """What resumes the top frame to cancel it: ``Cancelled``, unprotected past a grace."""
+        links = self.runner._links
+        if links is not None and links.unprotected and self.frames:
+            self.frames[-1] = _unprotected(self.frames[-1])
+            return None, None
+        return None, Cancelled()
 
     def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
         """Account for ``error`` leaving ``gen`` (still stacked); return what goes on outward."""
@@ -203,6 +213,23 @@ class Task:
         """Cancel the task (see the module docstring); idempotent."""
         cancel_all((self,))
 
+    def cancel_again(self) -> None:
+        """A stop's grace is over: cancel the task anew, even in the middle of its cleanup."""
+        if self.frames:
+            self.cancel_depth = -1
+            cancel_all((self,))
+
+    def tree(self) -> list[Task]:
+        """This task and its branch tasks at any depth, parents first."""
+        found: list[Task] = []
+        stack = [self]
+        while stack:
+            task = stack.pop()
+            found.append(task)
+            if isinstance(task.waiting, Join):
+                stack.extend(child for child in task.waiting.children if isinstance(child, Task))
+        return found
+
     def cancel_one(self) -> Iterable[Cancellable] | None:
         """Mark the task cancelled and abort its wait; the branches that must be cancelled too."""
         if not self.frames or self.cancel_depth >= 0:
@@ -235,6 +262,25 @@ def cancel_all(branches: Iterable[Cancellable]) -> None:
         more = stack.pop().cancel_one()
         if more:
             stack.extend(more)
+
+
+def _unprotected(gen: Frame) -> Frame:
+    """``gen`` cancelled past a stop's grace: ``Cancelled`` at its ``yield``, and no more steps.
+
+    A step it yields in answer closes it (``GeneratorExit`` runs its ``finally``
+    blocks) and the cancellation goes on outward: a flow that catches
+    ``Cancelled`` and carries on cannot outlive the grace.
+    """
+    try:
+        gen.throw(Cancelled())
+    except StopIteration as stop:
+        return stop.value
+    gen.close()
+    raise Cancelled()
+    yield  # a generator: it is pushed as a frame in place of ``gen``
+
+
+INTERNAL_CODES.add(_unprotected.__code__)
 
 
 def _without_loop_frame(error: BaseException) -> BaseException:

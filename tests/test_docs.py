@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = ["README.md", "docs/virtual-time-testing.md", "docs/child-flows-and-supervision.md"]
+PAGES = [
+    "README.md",
+    "docs/cancellation.md",
+    "docs/virtual-time-testing.md",
+    "docs/child-flows-and-supervision.md",
+]
 STANDALONE = ("import pytest", "from coflow.testing import", "def test_")
 OPTIONAL = ("gevent",)
 

@@ -7,6 +7,7 @@ serves another flow: a fault must never take the scheduler down with it.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import threading
@@ -406,3 +407,210 @@ def test_a_failure_through_deeply_nested_calls_reaches_the_top() -> None:
     with pytest.raises(coflow.FlowFailed) as failed:
         runner.result()
     assert isinstance(failed.value.__cause__, coflow.ChildFailed)
+
+
+# -- 6. Cancelled is delivered once per stop; stop(grace=) ends what carries on ----
+
+
+def stubborn(log: list[str]) -> Callable[[], FlowGen]:
+    """A flow that catches ``Cancelled`` and carries on, forever."""
+
+    def main() -> FlowGen:
+        while True:
+            try:
+                yield wait(0.02)
+            except coflow.Cancelled:
+                log.append("caught")
+
+    return main
+
+
+def test_a_flow_that_catches_cancelled_and_carries_on_keeps_running(backend: Any) -> None:
+    log: list[str] = []
+    runner = coflow.start(stubborn(log), backend=backend)
+    runner.stop()
+    with pytest.raises(coflow.FlowTimeout):
+        runner.result(timeout=0.2)
+    assert runner.status == "running" and log == ["caught"], "delivered once, edge-triggered"
+    runner.stop(grace=0)
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+
+
+def test_stop_with_a_grace_cancels_cleanup_still_running_after_it(backend: Any) -> None:
+    log: list[str] = []
+
+    def main() -> FlowGen:
+        try:
+            yield wait(10)
+        finally:
+            log.append("cleanup")
+            try:
+                yield wait(10)
+                log.append("cleanup finished")
+            finally:
+                log.append("cleanup cancelled")
+
+    runner = coflow.start(main, backend=backend)
+    started = backend.now()
+    coflow.start(set_state(lambda s: None), backend=backend).result(timeout=5)
+    runner.stop(grace=0.05)
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+    assert log == ["cleanup", "cleanup cancelled"]
+    assert backend.now() - started < 5
+
+
+def test_stop_with_a_grace_lets_cleanup_that_finishes_in_time_finish(backend: Any) -> None:
+    log: list[str] = []
+
+    def main() -> FlowGen:
+        try:
+            yield wait(10)
+        finally:
+            yield wait(0.01)
+            log.append("cleanup finished")
+
+    runner = coflow.start(main, backend=backend)
+    runner.stop(grace=1)
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+    assert log == ["cleanup finished"]
+
+
+def test_stop_with_a_grace_reaches_branches_and_children(backend: Any) -> None:
+    log: list[str] = []
+
+    def child() -> FlowGen:
+        yield from stubborn(log)()
+
+    def main() -> FlowGen:
+        yield coflow.parallel([stubborn(log), coflow.call(child)])
+
+    runner = coflow.start(main, backend=backend)
+    coflow.start(set_state(lambda s: None), backend=backend).result(timeout=5)
+    runner.stop(grace=0.05)
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+    assert log.count("caught") >= 2
+
+
+def test_a_bad_grace_is_a_value_error(backend: Any) -> None:
+    runner = coflow.start(wait(10), backend=backend)
+    with pytest.raises(ValueError, match="grace"):
+        runner.stop(grace=-1)
+    runner.stop()
+
+
+# -- 15. stop() overtakes what is queued ------------------------------------------
+
+
+def test_stop_takes_effect_before_the_signals_queued_ahead_of_it(backend: Any) -> None:
+    real = backend.name in ("asyncio", "threads")  # a hub or virtual clock runs in this thread
+    holding, gate = threading.Event(), threading.Event()
+    applied: list[int] = []
+
+    def hold(state: Any) -> Any:
+        if real:  # hold the scheduler while the rest queue up behind it
+            holding.set()
+            gate.wait(5)
+        return state
+
+    runner = coflow.start(wait_until(lambda s: False), initial_state=0, backend=backend)
+    first = runner.signal(hold)
+    assert not real or holding.wait(5)
+    queued = [runner.signal(lambda s, n=n: applied.append(n) or s) for n in range(200)]
+    runner.stop()
+    gate.set()
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+    if real:
+        assert first.result(timeout=5) == 0
+    for future in queued:
+        with pytest.raises(coflow.FlowNotRunning):
+            future.result(timeout=5)
+    assert applied == []
+
+
+# -- 7. a failure nobody watches is logged -----------------------------------------
+
+
+def fails() -> FlowGen:
+    yield wait(0.01)
+    raise RuntimeError("nobody watches")
+
+
+def failure_logs(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.ERROR and "watched" in r.getMessage()]
+
+
+def test_a_started_runner_nobody_watches_logs_its_failure(
+    backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="coflow"):
+        runner = coflow.start(fails, backend=backend, name="unwatched")
+        coflow.start(wait(0.2), backend=backend).result(timeout=5)
+        assert runner.status == "failed"
+        assert failure_logs(caplog) == [], "logged once nobody can ask any more"
+        del runner
+        gc.collect()
+    (record,) = failure_logs(caplog)
+    assert "'unwatched' failed" in record.getMessage()
+    assert record.exc_info is not None and str(record.exc_info[1]) == "nobody watches"
+
+
+def test_a_failed_spawned_child_nobody_watches_logs_its_failure(
+    backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    def parent() -> FlowGen:
+        yield coflow.spawn(fails)
+        yield wait(0.2)
+
+    with caplog.at_level(logging.ERROR, logger="coflow"):
+        assert coflow.start(parent, initial_state="ok", backend=backend).result(timeout=5) == "ok"
+    (record,) = failure_logs(caplog)
+    assert "parent > fails" in record.getMessage()
+
+
+def test_a_failure_someone_is_told_of_is_not_logged(
+    backend: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[Any] = []
+
+    def parent() -> FlowGen:
+        try:
+            yield coflow.call(fails)
+        except coflow.ChildFailed:
+            pass
+
+    with caplog.at_level(logging.ERROR, logger="coflow"):
+        watched = coflow.start(fails, backend=backend)
+        with pytest.raises(coflow.FlowFailed):
+            watched.result(timeout=5)
+        coflow.start(fails, notify=events.append, backend=backend)
+        coflow.start(parent, backend=backend).result(timeout=5)
+        coflow.start(wait(0.1), backend=backend).result(timeout=5)
+    assert failure_logs(caplog) == []
+    assert isinstance(events[-1], coflow.FlowError)
+
+
+def test_past_the_grace_every_flow_on_the_stack_is_cancelled_unprotected(backend: Any) -> None:
+    log: list[str] = []
+
+    def inner() -> FlowGen:
+        yield from stubborn(log)()
+
+    def outer() -> FlowGen:
+        while True:
+            try:
+                yield inner()
+            except coflow.Cancelled:
+                log.append("outer caught")
+                yield wait(0.02)
+
+    runner = coflow.start(outer, backend=backend)
+    coflow.start(set_state(lambda s: None), backend=backend).result(timeout=5)
+    runner.stop(grace=0.05)
+    with pytest.raises(coflow.FlowStopped):
+        runner.result(timeout=5)
+    assert log[0] == "caught" and log[-1] == "outer caught"
