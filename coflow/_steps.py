@@ -16,9 +16,10 @@ from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
 from types import FunctionType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from ._errors import InvalidStep
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
-from ._validate import check_choice, check_delay, check_optional_delay
+from ._validate import check_choice, check_delay, check_hashable, check_optional_delay
 from ._values import value
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Step(Generic[R_co]):
         return result
 
     def __repr__(self) -> str:
+        if not dataclasses.is_dataclass(self):
+            return object.__repr__(self)  # a user's subclass of Step: it has no fields to show
         name = _constructor_name(type(self))
         depth = getattr(_repr_nesting, "depth", 0)
         if depth >= _REPR_DEPTH:
@@ -63,7 +66,7 @@ class Step(Generic[R_co]):
         _repr_nesting.depth = depth + 1
         try:
             shown = []
-            for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            for field in dataclasses.fields(self):
                 value = getattr(self, field.name)
                 if field.default is not dataclasses.MISSING and value == field.default:
                     continue
@@ -97,9 +100,22 @@ def _tasks(where: str, tasks: Any) -> Any:
     """Freeze an iterable of tasks into a tuple; keep a function of the state as it is."""
     if callable(tasks) and not isinstance(tasks, Iterable):
         return tasks
-    if isinstance(tasks, (str, bytes, Mapping)) or not isinstance(tasks, Iterable):
-        raise TypeError(f"{where}: tasks must be an iterable of tasks or a function of the state")
+    if not is_tasks(tasks):
+        raise TypeError(
+            f"{where}: tasks must be an iterable of tasks or a function of the state, got {tasks!r}"
+        )
     return tuple(tasks)
+
+
+def is_tasks(tasks: Any) -> bool:
+    """Whether ``tasks`` can be iterated as tasks: a string or a mapping is a mistake."""
+    return isinstance(tasks, Iterable) and not isinstance(tasks, (str, bytes, Mapping))
+
+
+def _collect_as(where: str, key: Any) -> Any:
+    if key is not None:
+        check_hashable(where, "collect_as", key, " (a dict key or a dataclass field name)")
+    return key
 
 
 @value(repr=False)
@@ -329,7 +345,7 @@ def parallel(
     it; ``complete_all`` puts a ``Failure`` in place of each failed result.
     """
     check_choice("parallel", "on_error", on_error, ON_ERROR)
-    return Parallel(_tasks("parallel", tasks), collect_as, on_error)
+    return Parallel(_tasks("parallel", tasks), _collect_as("parallel", collect_as), on_error)
 
 
 @value(repr=False)
@@ -343,7 +359,7 @@ def race(tasks: Any, *, collect_as: Hashable | None = None) -> Race:
 
     ``yield`` gives the winner's result, or raises its error if it failed.
     """
-    return Race(_tasks("race", tasks), collect_as)
+    return Race(_tasks("race", tasks), _collect_as("race", collect_as))
 
 
 @value(repr=False)
@@ -361,6 +377,10 @@ def each(key_or_fn: Hashable | Callable[[Any], Iterable[Any]], fn: Callable[...,
     """
     if not callable(fn):
         raise TypeError(f"each: fn must be callable, got {fn!r}")
+    if not callable(key_or_fn):
+        check_hashable(
+            "each", "the key", key_or_fn, " (a dict key or a dataclass field name) or a function"
+        )
     return Each(key_or_fn, fn)
 
 
@@ -399,7 +419,7 @@ def embed(flow: Any, get: Callable[[Any], Any], put: Callable[[Any, Any], Any]) 
     """
     if not (callable(get) and callable(put)):
         raise TypeError("embed: get and put must be callable")
-    return Embed(flow, get, put)
+    return Embed(_step_or_flow("embed", flow), get, put)
 
 
 @value(repr=False)
@@ -411,7 +431,25 @@ class Timeout(Step[Any]):
 
 def timeout(step: Any, seconds: float, default: Any | MissingType = MISSING) -> Timeout:
     """Run ``step``, cancelled after ``seconds``; then give ``default`` or raise ``FlowTimeout``."""
-    return Timeout(step, check_delay("timeout", "seconds", seconds), default)
+    seconds = check_delay("timeout", "seconds", seconds)
+    return Timeout(_step_or_flow("timeout", step), seconds, default)
+
+
+def _step_or_flow(where: str, body: Any) -> Any:
+    """``body``, or ``InvalidStep`` naming it, as yielding it would raise."""
+    from ._flow import is_flow_like  # _flow builds on this module
+
+    if not is_flow_like(body):
+        raise InvalidStep(not_a_flow(where, body))
+    return body
+
+
+def not_a_flow(where: str, body: Any) -> str:
+    """The message for ``body`` given to ``where`` where a step or a flow belongs."""
+    return (
+        f"{where}: {body!r} is neither a step nor a flow (a Flow, a generator function, "
+        "a generator object or a step)"
+    )
 
 
 def _check_child(where: str, flow: Any, ref: Any, notify: Any) -> None:

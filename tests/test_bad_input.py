@@ -1,0 +1,195 @@
+"""Bad input gets a clear error (SPEC section 7): which step, which flow, which value.
+
+Mistakes coflow can see when a step is built are refused there; the others
+are raised inside the flow at the ``yield`` that made them, naming the flow,
+so they are checked on every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+import coflow
+from coflow import (
+    InvalidStep,
+    RetryPolicy,
+    call,
+    debounce,
+    each,
+    embed,
+    parallel,
+    race,
+    receive,
+    run,
+    set_state,
+    spawn,
+    timeout,
+    wait,
+    wait_until,
+)
+
+Gen = Generator[Any, Any, Any]
+
+
+def fetch() -> Gen:
+    yield wait(0.01)
+    return "fetched"
+
+
+def caught_in(backend: Any, name: str, mistake: Callable[[], Gen]) -> BaseException:
+    """Run ``mistake`` as a flow called ``name``; the error it caught at its ``yield``."""
+    caught: list[BaseException] = []
+
+    def body() -> Gen:
+        try:
+            yield from mistake()
+        except Exception as error:
+            caught.append(error)
+        yield set_state(lambda s: "went on")
+
+    runner = coflow.start(coflow.flow(body, name=name), backend=backend)
+    assert runner.result(timeout=5) == "went on"
+    assert len(caught) == 1, caught
+    return caught[0]
+
+
+# --- delays too large to be a float -----------------------------------------------------------
+
+
+HUGE = 10**400
+
+HUGE_DELAY_TAKERS: dict[str, Callable[[Any], Any]] = {
+    "wait": lambda seconds: wait(seconds),
+    "debounce": lambda seconds: debounce(seconds),
+    "wait_until": lambda seconds: wait_until(bool, timeout=seconds),
+    "receive": lambda seconds: receive(timeout=seconds),
+    "run(fetch)": lambda seconds: run(fetch, timeout=seconds),
+    "base_delay": lambda seconds: run(fetch, retries=1, base_delay=seconds),
+    "max_delay": lambda seconds: run(fetch, retries=1, max_delay=seconds),
+    "RetryPolicy": lambda seconds: RetryPolicy(retries=1, base_delay=seconds),
+    "timeout": lambda seconds: timeout(wait(1), seconds),
+    "call(fetch)": lambda seconds: call(fetch, timeout=seconds),
+}
+
+
+@pytest.mark.parametrize("sign", [1, -1], ids=["huge", "hugely-negative"])
+@pytest.mark.parametrize("taker", list(HUGE_DELAY_TAKERS))
+def test_a_delay_too_large_for_a_float_is_a_value_error_when_the_step_is_built(
+    taker: str, sign: int
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        HUGE_DELAY_TAKERS[taker](sign * HUGE)
+    message = str(refused.value)
+    assert taker in message
+    assert "401 digits" in message
+    assert len(message) < 200  # the value is described, not printed in full
+
+
+def test_a_backoff_giving_a_delay_too_large_for_a_float_raises_at_the_yield(
+    backend: Any,
+) -> None:
+    def failing(state: Any) -> None:
+        raise ConnectionError("down")
+
+    def mistake() -> Gen:
+        yield run(failing, retries=1, backoff=lambda k: HUGE)
+
+    error = caught_in(backend, "backing_off", mistake)
+    assert isinstance(error, ValueError)
+    assert "backoff(1)" in str(error)
+
+
+# --- retry_on must name exception types -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "retry_on",
+    [ValueError(), "ValueError", 5, (ValueError, 5), [ValueError, "KeyError"]],
+    ids=["an-exception", "a-name", "an-int", "a-tuple-holding-an-int", "a-list-holding-a-name"],
+)
+def test_retry_on_that_is_not_exception_types_is_a_type_error_naming_it(retry_on: Any) -> None:
+    expected = "retry_on must be an exception type or a tuple of them, got " + repr(retry_on)
+    with pytest.raises(TypeError) as refused:
+        run(fetch, retries=1, retry_on=retry_on)
+    assert str(refused.value).startswith("run(fetch): " + expected)
+    with pytest.raises(TypeError) as refused:
+        RetryPolicy(retry_on=retry_on)
+    assert str(refused.value).startswith("RetryPolicy: " + expected)
+
+
+def test_retry_on_may_be_one_exception_type_or_several() -> None:
+    assert RetryPolicy(retry_on=KeyError).retry_on == (KeyError,)
+    assert RetryPolicy(retry_on=(KeyError, OSError)).retry_on == (KeyError, OSError)
+    assert RetryPolicy(retry_on=[KeyError]).retry_on == (KeyError,)
+
+
+# --- keys must be hashable ----------------------------------------------------------------------
+
+
+def ignore(item: Any, state: Any) -> Any:
+    return coflow.Skip("ignored")
+
+
+@pytest.mark.parametrize("key", [[1], {"urls"}, {"a": 1}], ids=["list", "set", "dict"])
+def test_an_each_key_that_is_not_hashable_is_a_type_error_naming_it(key: Any) -> None:
+    with pytest.raises(TypeError) as refused:
+        each(key, ignore)
+    message = str(refused.value)
+    assert message.startswith("each: ")
+    assert f"got {key!r}" in message
+    assert "hashable" in message
+
+
+@pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
+def test_a_collect_as_that_is_not_hashable_is_a_type_error_naming_it(
+    combinator: Callable[..., Any],
+) -> None:
+    with pytest.raises(TypeError) as refused:
+        combinator([fetch], collect_as=["results"])
+    message = str(refused.value)
+    assert message.startswith(f"{combinator.__name__}: collect_as must be hashable")
+    assert "got ['results']" in message
+
+
+@pytest.mark.parametrize("child_step", [call, spawn], ids=["call", "spawn"])
+def test_a_ref_that_is_not_hashable_is_a_type_error_naming_it(
+    child_step: Callable[..., Any],
+) -> None:
+    with pytest.raises(TypeError) as refused:
+        child_step(fetch, ref={"id": 1})
+    message = str(refused.value)
+    assert message.startswith(f"{child_step.__name__}(fetch): ref must be hashable")
+    assert "got {'id': 1}" in message
+
+
+# --- parallel and race need an iterable of tasks ---------------------------------------------
+
+
+@pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
+@pytest.mark.parametrize("tasks", [5, "ab", {"a": fetch}], ids=["int", "str", "dict"])
+def test_tasks_that_are_not_an_iterable_of_tasks_are_a_type_error_naming_them(
+    combinator: Callable[..., Any], tasks: Any
+) -> None:
+    with pytest.raises(TypeError) as refused:
+        combinator(tasks)
+    message = str(refused.value)
+    assert message.startswith(f"{combinator.__name__}: tasks must be")
+    assert f"got {tasks!r}" in message
+
+
+# --- timeout and embed need a step or a flow -----------------------------------------------
+
+
+def test_timeout_of_something_that_is_neither_a_step_nor_a_flow_is_refused_when_built() -> None:
+    with pytest.raises(InvalidStep) as refused:
+        timeout(42, 1)
+    assert str(refused.value).startswith("timeout: 42 is neither a step nor a flow")
+
+
+def test_embed_of_something_that_is_neither_a_step_nor_a_flow_is_refused_when_built() -> None:
+    with pytest.raises(InvalidStep) as refused:
+        embed(42, lambda s: s, lambda s, part: part)
+    assert str(refused.value).startswith("embed: 42 is neither a step nor a flow")
