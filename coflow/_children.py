@@ -38,11 +38,12 @@ def _flow_key(flow: Any) -> Any:
     return flow
 
 
-def _child(parent: Runner, step: Call | Spawn) -> tuple[Runner, bool]:
+def _child(task: Task, step: Call | Spawn, where: str) -> tuple[Runner, bool]:
     """The child for ``step``: the one its ref already names, or a new one; and if it is new.
 
     A new child is made, not yet started.
     """
+    parent = task.runner
     links = parent.ensure_links()
     key = None
     if step.ref is not None:
@@ -50,7 +51,7 @@ def _child(parent: Runner, step: Call | Spawn) -> tuple[Runner, bool]:
         known = links.refs.get(key) if links.refs is not None else None
         if known is not None and known.status != "stopped":
             return known, False
-    child = launch(step.flow, parent.backend, step.initial_state, step.notify, None)
+    child = launch(step.flow, parent.backend, step.initial_state, step.notify, None, where, task)
     child._parent = parent
     links.add_child(child, key)
     return child, True
@@ -76,7 +77,7 @@ def _nested(task: Task, value: Any, error: BaseException | None) -> bool:
 
 @handles(Spawn)
 def _spawn(task: Task, step: Spawn) -> Any:
-    child, new = _child(task.runner, step)
+    child, new = _child(task, step, "spawn")
     if new:
         assert child._root is not None
         child.backend.call_soon(child._root.drive, None, None)  # the parent goes on first
@@ -144,7 +145,7 @@ class ChildWait:
 
 @handles(Call)
 def _call(task: Task, step: Call) -> Any:
-    child, new = _child(task.runner, step)
+    child, new = _child(task, step, "call")
     if new:
         root = child._root
         assert root is not None

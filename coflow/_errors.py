@@ -109,7 +109,7 @@ class Deadlock(FlowException):
 
 
 class InvalidStep(FlowException, TypeError):
-    """A flow yielded something that is neither a step nor a flow."""
+    """A flow yielded something that is neither a step nor a flow (or gave it to a step)."""
 
 
 class Cancelled(BaseException):

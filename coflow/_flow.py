@@ -8,12 +8,15 @@ for the scheduler to drive.
 from __future__ import annotations
 
 import inspect
+import sys
+import weakref
 from collections.abc import Callable, Generator
 from types import FunctionType
 from typing import Any, overload
 
+from ._errors import InvalidStep
 from ._missing import MISSING
-from ._steps import Step
+from ._steps import Step, not_a_flow
 
 FlowGenerator = Generator[Any, Any, Any]
 
@@ -110,20 +113,102 @@ def is_flow_like(value: Any) -> bool:
     )
 
 
-def instantiate(body: Any, where: str) -> FlowGenerator:
-    """A fresh generator for a flow-like, or ``TypeError`` naming ``where``."""
+def instantiate(body: Any, where: str, task: Any = None) -> FlowGenerator:
+    """A fresh generator for a flow-like, to run at once; else ``TypeError`` naming ``where``.
+
+    A generator object is taken: given again, or already started or ended, it
+    is refused.  ``task``, the task whose step asks, names its flow in errors.
+    """
     code = getattr(body, "__code__", None)
     if code is not None and code.co_flags & inspect.CO_GENERATOR:
         return body()  # type: ignore[no-any-return]  # a generator function: the commonest
     if inspect.isgenerator(body):
-        return body
+        return take(body, where, task)
     if isinstance(body, Flow):
         return body()
     if isinstance(body, Step):
         return step_body(body)
     if inspect.isgeneratorfunction(body):
         return body()  # type: ignore[no-any-return]
-    raise TypeError(
-        f"{where}: expected a flow (a Flow, a generator function, a generator or a step), "
-        f"got {body!r}"
+    raise InvalidStep(in_flow(task, not_a_flow(where, body)))
+
+
+def in_flow(task: Any, message: str) -> str:
+    """``message``, naming the flow of ``task`` first when there is one."""
+    return message if task is None else f"flow {task.path()}: {message}"
+
+
+# -- a generator object runs once ---------------------------------------------------
+#
+# Taking a generator object marks it, so a second use is refused even before the
+# first has run it (``parallel([g, g])``, ``start(g)`` twice).  Once it runs, its
+# own state says it was used; the mark only lasts as long as the generator.
+
+
+class _Mark(weakref.ref):  # type: ignore[type-arg]
+    """A taken generator's key in ``taken``: a weak reference that says what took it."""
+
+    __slots__ = ("where",)
+    where: str
+
+
+#: Generator objects coflow has taken to run, each its own key.
+taken: dict[_Mark, _Mark] = {}
+
+
+def _forget(mark: _Mark) -> None:
+    taken.pop(mark, None)
+
+
+def take(gen: FlowGenerator, where: str, task: Any = None) -> FlowGenerator:
+    """``gen`` marked as taken by ``where``; ``TypeError`` if it was taken or has run before."""
+    if inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:
+        raise TypeError(in_flow(task, f"{where}: {used_before(gen)}"))
+    mark = _Mark(gen, _forget)
+    mark.where = where
+    first = taken.setdefault(mark, mark)  # one dict operation: two threads cannot both win
+    if first is not mark:
+        raise TypeError(in_flow(task, f"{where}: {used_before(gen, first.where)}"))
+    return gen
+
+
+# ``has_started``: ``getgeneratorstate(gen) != GEN_CREATED`` for a generator yielded as a
+# sub-flow, at a fraction of the cost (it is checked at every such yield).  It cannot be
+# running then: it is suspended, or it ended.
+if sys.version_info >= (3, 11):
+
+    def has_started(gen: Any) -> bool:
+        """Whether ``gen`` has started or ended (never running while its yield is dispatched)."""
+        return gen.gi_suspended or gen.gi_frame is None  # type: ignore[no-any-return]
+
+else:
+
+    def has_started(gen: Any) -> bool:
+        """Whether ``gen`` has started or ended (never running while its yield is dispatched)."""
+        frame = gen.gi_frame
+        return frame is None or frame.f_lasti != -1
+
+
+def is_taken(gen: FlowGenerator) -> bool:
+    """Whether coflow has taken ``gen`` to run (it may not have started yet)."""
+    return weakref.ref(gen) in taken
+
+
+def used_before(gen: FlowGenerator, taken_by: str | None = None) -> str:
+    """Why ``gen`` cannot run (``taken_by``: what took it, if known), and what to pass instead."""
+    if taken_by is None:
+        mark = taken.get(weakref.ref(gen))  # type: ignore[call-overload]
+        taken_by = None if mark is None else mark.where
+    state = inspect.getgeneratorstate(gen)
+    if taken_by is not None:
+        why = f"was already used by {taken_by}"
+    elif state == inspect.GEN_CLOSED:
+        why = "has already run to its end"
+    elif state == inspect.GEN_SUSPENDED:
+        why = "has already started (it is running, or was stepped by hand)"
+    else:
+        why = "is running"
+    return (
+        f"the generator object {flow_name(gen)!r} {why}; a generator object runs only once: "
+        "pass the generator function or a Flow to run it again"
     )

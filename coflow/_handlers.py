@@ -17,7 +17,7 @@ from typing import Any
 
 from ._backend import Handle
 from ._errors import FlowTimeout, InvalidStep, RetriesExhausted, StepFailed
-from ._flow import Flow, instantiate, is_flow_like
+from ._flow import Flow, has_started, instantiate, is_flow_like, is_taken, taken, used_before
 from ._location import INTERNAL_CODES
 from ._missing import MISSING
 from ._results import Error, Failure, Ok, Retry, Skip, Update
@@ -41,6 +41,7 @@ from ._steps import (
     Wait,
     WaitUntil,
     describe,
+    is_tasks,
 )
 from ._values import value
 
@@ -302,19 +303,19 @@ def _in_order(steps: tuple[Any, ...]) -> Frame:
 
 @handles(Repeat)
 def _repeat(task: Task, step: Repeat) -> Any:
-    task.frames.append(_repeated(step.body, step.times))
+    task.frames.append(_repeated(task, step.body, step.times))
     return None
 
 
 @internal
-def _repeated(body: Any, times: int | None) -> Frame:
+def _repeated(task: Task, body: Any, times: int | None) -> Frame:
     rounds = range(times) if times is not None else iter(int, 1)
     if isinstance(body, Step):
         for _ in rounds:
             yield body
     else:
         for _ in rounds:
-            yield instantiate(body, "repeat")
+            yield instantiate(body, "repeat", task)
     return None
 
 
@@ -324,7 +325,7 @@ def _branch(task: Task, step: Branch) -> Any:
     body = step.cases.get(key, step.default)
     if body is None:
         raise KeyError(f"flow {task.path()}: branch has no case for {key!r} and no default")
-    task.frames.append(instantiate(body, "branch"))
+    task.frames.append(instantiate(body, "branch", task))
     return None
 
 
@@ -409,11 +410,11 @@ def _collect(task: Task, key: Hashable, value: Any) -> Any:
 def _branches(task: Task, tasks: Any, where: str) -> list[Any]:
     """The branches of ``parallel``/``race``: a fresh generator per flow, callables as they are."""
     if not isinstance(tasks, tuple):
-        tasks = tuple(tasks(task.view.state))
+        tasks = _tasks_of(task, tasks, where)
     branches = []
     for item in tasks:
         if is_flow_like(item):
-            branches.append(instantiate(item, where))
+            branches.append(instantiate(item, where, task))
         elif callable(item):
             branches.append(item)
         else:
@@ -421,6 +422,17 @@ def _branches(task: Task, tasks: Any, where: str) -> list[Any]:
                 f"flow {task.path()}: {where} task must be a callable or a flow, got {item!r}"
             )
     return branches
+
+
+def _tasks_of(task: Task, fn: Callable[[Any], Any], where: str) -> tuple[Any, ...]:
+    """The tasks a function of the state gives; ``TypeError`` naming the flow if not tasks."""
+    made = fn(task.view.state)
+    if made.__class__ is not list and not is_tasks(made):
+        raise TypeError(
+            f"flow {task.path()}: {where}(tasks={describe(fn)}) gave {made!r}, "
+            "which is not an iterable of tasks"
+        )
+    return tuple(made)
 
 
 def _start_branches(join: Join, branches: list[Any], task: Task) -> Any:
@@ -519,7 +531,7 @@ class _TimeoutJoin(Join):
 @handles(Timeout)
 def _timeout(task: Task, step: Timeout) -> Any:
     join = _TimeoutJoin(task, step)
-    join.spawn(instantiate(step.step, "timeout"), task.view)
+    join.spawn(instantiate(step.step, "timeout", task), task.view)
     join.timer = task.runner.backend.call_later(step.seconds, join.expire)
     task.waiting = join
     return SUSPEND
@@ -548,7 +560,7 @@ class _Lens:
 @handles(Embed)
 def _embed(task: Task, step: Embed) -> Any:
     join = Join(task)
-    join.spawn(instantiate(step.flow, "embed"), _Lens(task.view, step.get, step.put))
+    join.spawn(instantiate(step.flow, "embed", task), _Lens(task.view, step.get, step.put))
     task.waiting = join
     return SUSPEND
 
@@ -557,6 +569,8 @@ def _embed(task: Task, step: Embed) -> Any:
 
 
 def _push(task: Task, gen: Frame) -> Any:
+    if has_started(gen) or (taken and is_taken(gen)):  # a generator object runs once
+        raise TypeError(f"flow {task.path()} yielded {used_before(gen)}")
     task.frames.append(gen)
     return None
 
@@ -566,8 +580,13 @@ DISPATCH[types.GeneratorType] = _push
 
 def _fallback(task: Task, value: Any) -> Any:
     if isinstance(value, Flow) or inspect.isgeneratorfunction(value):
-        task.frames.append(instantiate(value, "sub-flow"))
+        task.frames.append(instantiate(value, "sub-flow", task))
         return None
+    if isinstance(value, Step):  # a subclass of Step that is none of coflow's own steps
+        raise InvalidStep(
+            f"flow {task.path()} yielded {value!r}, a {type(value).__qualname__}: coflow has "
+            "no handler for this subclass of Step; build it from coflow's steps, or yield a flow"
+        )
     hint = ""
     if _hashable(value) and value in CONSTRUCTORS:
         arguments = "..." if inspect.signature(value).parameters else ""

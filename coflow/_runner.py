@@ -833,12 +833,22 @@ def _sink(notify: Any) -> Notify:
 
 
 def launch(
-    flow: Any, backend: Backend, initial_state: Any, notify: Any, name: str | None
+    flow: Any,
+    backend: Backend,
+    initial_state: Any,
+    notify: Any,
+    name: str | None,
+    where: str = "coflow.start",
+    task: Any = None,
 ) -> Runner:
-    """A runner for ``flow`` with its root task made, not yet posted to run."""
+    """A runner for ``flow`` with its root task made, not yet posted to run.
+
+    ``where`` and ``task`` (for a child: the step and the task starting it) name the
+    start in errors.
+    """
     if initial_state is MISSING:
         initial_state = flow.initial_state if isinstance(flow, Flow) else None
-    body = instantiate(flow, "coflow.start")
+    body = instantiate(flow, where, task)
     sinks = () if notify is None else (_sink(notify),)
     runner = Runner(flow, backend, initial_state, name or flow_name(flow), sinks)
     runner._root = Task(runner, runner, body)

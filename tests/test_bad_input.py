@@ -7,6 +7,7 @@ so they are checked on every backend.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -20,10 +21,12 @@ from coflow import (
     debounce,
     each,
     embed,
+    get_state,
     parallel,
     race,
     receive,
     run,
+    sequence,
     set_state,
     spawn,
     timeout,
@@ -54,6 +57,153 @@ def caught_in(backend: Any, name: str, mistake: Callable[[], Gen]) -> BaseExcept
     assert runner.result(timeout=5) == "went on"
     assert len(caught) == 1, caught
     return caught[0]
+
+
+# --- a generator object runs once ----------------------------------------------------------
+
+
+def test_starting_one_generator_object_twice_is_a_type_error_at_the_second_start(
+    backend: Any,
+) -> None:
+    generator = fetch()
+    first = coflow.start(generator, backend=backend)
+
+    with pytest.raises(TypeError) as refused:
+        coflow.start(generator, backend=backend)
+
+    message = str(refused.value)
+    assert "coflow.start" in message
+    assert "generator object 'fetch'" in message
+    assert "already used by coflow.start" in message
+    assert "pass the generator function or a Flow" in message
+    assert first.result(timeout=5) is None  # the first start is untouched
+
+
+@pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
+def test_one_generator_object_twice_in_parallel_or_race_is_a_type_error_at_the_yield(
+    backend: Any, combinator: Callable[..., Any]
+) -> None:
+    generator = fetch()
+
+    def mistake() -> Gen:
+        yield combinator([generator, generator])
+
+    error = caught_in(backend, "fan_out", mistake)
+
+    assert isinstance(error, TypeError)
+    message = str(error)
+    assert message.startswith("flow fan_out: ")
+    assert combinator.__name__ in message
+    assert "generator object 'fetch' was already used by" in message
+
+
+def test_a_function_of_the_state_giving_one_generator_object_twice_is_refused(
+    backend: Any,
+) -> None:
+    generator = fetch()
+
+    def mistake() -> Gen:
+        yield parallel(lambda state: [generator, generator])
+
+    message = str(caught_in(backend, "fan_out", mistake))
+    assert "flow fan_out: parallel" in message
+    assert "generator object 'fetch'" in message
+
+
+@pytest.mark.parametrize("child_step", [call, spawn], ids=["call", "spawn"])
+def test_a_second_child_of_one_generator_object_is_a_type_error_at_the_yield(
+    backend: Any, child_step: Callable[..., Any]
+) -> None:
+    generator = fetch()
+
+    def mistake() -> Gen:
+        yield call(generator)  # the first use runs it
+        yield child_step(generator)
+
+    error = caught_in(backend, "parent", mistake)
+
+    assert isinstance(error, TypeError)
+    message = str(error)
+    assert message.startswith("flow parent: ")
+    assert f"{child_step.__name__}: the generator object 'fetch'" in message
+    assert "already used by call" in message
+
+
+def test_yielding_one_generator_object_twice_is_a_type_error_at_the_second_yield(
+    backend: Any,
+) -> None:
+    generator = fetch()
+
+    def mistake() -> Gen:
+        assert (yield generator) == "fetched"
+        yield generator
+
+    message = str(caught_in(backend, "twice", mistake))
+    assert message.startswith("flow twice yielded the generator object 'fetch'")
+    assert "has already run to its end" in message
+
+
+def test_a_sequence_of_one_generator_object_twice_is_refused_at_the_second(backend: Any) -> None:
+    generator = fetch()
+
+    def mistake() -> Gen:
+        yield sequence(generator, generator)
+
+    message = str(caught_in(backend, "seq", mistake))
+    assert "flow seq" in message
+    assert "generator object 'fetch'" in message
+
+
+def test_yielding_a_generator_object_started_elsewhere_is_refused(backend: Any) -> None:
+    generator = fetch()
+    started = coflow.start(generator, backend=backend)
+
+    def mistake() -> Gen:
+        yield generator  # taken by the start above, whether or not it has run yet
+
+    message = str(caught_in(backend, "thief", mistake))
+    assert "flow thief yielded the generator object 'fetch'" in message
+    started.result(timeout=5)
+
+
+def test_a_generator_object_that_is_running_is_refused(backend: Any) -> None:
+    def selfish() -> Gen:
+        me = yield get_state()
+        try:
+            yield call(me)
+        except TypeError as error:
+            message = str(error)
+            yield set_state(lambda s: message)
+
+    generator = selfish()
+    message = coflow.start(generator, initial_state=generator, backend=backend).result(timeout=5)
+    assert message.startswith("flow selfish: call: the generator object 'selfish'")
+
+
+def test_a_generator_object_stepped_by_hand_is_refused_by_start(backend: Any) -> None:
+    generator = fetch()
+    next(generator)
+    with pytest.raises(TypeError, match="generator object 'fetch' has already started"):
+        coflow.start(generator, backend=backend)
+
+
+def test_an_exhausted_generator_object_is_refused_by_start(backend: Any) -> None:
+    generator = fetch()
+    list(generator)
+    with pytest.raises(TypeError, match="generator object 'fetch' has already run to its end"):
+        coflow.start(generator, backend=backend)
+
+
+def test_a_generator_object_used_once_in_each_place_still_runs(backend: Any) -> None:
+    def fine() -> Gen:
+        first = yield fetch()
+        both = yield parallel([fetch(), fetch()])
+        child = yield call(fetch())
+        timed = yield timeout(fetch(), 5)
+        yield set_state(lambda s: [first, both, child, timed])
+
+    result = coflow.start(fine, backend=backend).result(timeout=5)
+    assert result == ["fetched", ["fetched", "fetched"], None, "fetched"]
 
 
 # --- delays too large to be a float -----------------------------------------------------------
@@ -180,6 +330,25 @@ def test_tasks_that_are_not_an_iterable_of_tasks_are_a_type_error_naming_them(
     assert f"got {tasks!r}" in message
 
 
+def five(state: Any) -> int:
+    return 5
+
+
+@pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
+def test_a_function_of_the_state_giving_no_iterable_raises_at_the_yield(
+    backend: Any, combinator: Callable[..., Any]
+) -> None:
+    def mistake() -> Gen:
+        yield combinator(five)
+
+    error = caught_in(backend, "fan_out", mistake)
+
+    assert isinstance(error, TypeError)
+    message = str(error)
+    assert message.startswith(f"flow fan_out: {combinator.__name__}(tasks=five)")
+    assert "gave 5, which is not an iterable of tasks" in message
+
+
 # --- timeout and embed need a step or a flow -----------------------------------------------
 
 
@@ -193,3 +362,47 @@ def test_embed_of_something_that_is_neither_a_step_nor_a_flow_is_refused_when_bu
     with pytest.raises(InvalidStep) as refused:
         embed(42, lambda s: s, lambda s, part: part)
     assert str(refused.value).startswith("embed: 42 is neither a step nor a flow")
+
+
+def test_a_timeout_step_holding_a_non_step_names_the_flow_at_the_yield(backend: Any) -> None:
+    built = timeout(wait(1), 1)
+
+    def mistake() -> Gen:
+        yield dataclasses.replace(built, step=42)  # past the constructor's check
+
+    error = caught_in(backend, "guarded", mistake)
+    assert isinstance(error, InvalidStep)
+    assert str(error).startswith("flow guarded: timeout: 42 is neither a step nor a flow")
+
+
+# --- a custom Step subclass ------------------------------------------------------------------
+
+
+class Plain(coflow.Step[None]):
+    """A subclass of coflow's base with no handler: coflow cannot know what it means."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Tagged(coflow.Step[None]):
+    tag: str
+
+
+def test_a_step_subclass_has_a_repr() -> None:
+    assert "Plain" in repr(Plain())
+    assert repr(Tagged("x")) == "Tagged(tag='x')"
+
+
+@pytest.mark.parametrize("step", [Plain(), Tagged("x")], ids=["plain", "dataclass"])
+def test_yielding_a_step_subclass_with_no_handler_is_an_invalid_step(
+    backend: Any, step: coflow.Step[None]
+) -> None:
+    def mistake() -> Gen:
+        yield step
+
+    error = caught_in(backend, "custom", mistake)
+
+    assert isinstance(error, InvalidStep)
+    message = str(error)
+    assert message.startswith("flow custom yielded ")
+    assert type(step).__qualname__ in message
+    assert "no handler" in message
