@@ -21,6 +21,7 @@ import importlib
 import random
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -134,10 +135,24 @@ class Backend(ABC):
 def wait_in_thread(
     backend: Backend, latch: Latch, timeout: float | None, event: Any = threading.Event
 ) -> bool:
-    """``wait_latch`` for a caller that may block its thread until the scheduler sets ``latch``."""
+    """``wait_latch`` for a caller that may block its thread until the scheduler sets ``latch``.
+
+    A ``timeout`` longer than a thread can wait at once (``threading.TIMEOUT_MAX``)
+    is waited in pieces, so any limit ``Runner.result`` takes is kept.
+    """
     woken = event()
     backend.call_soon_threadsafe(latch.add_callback, woken.set)
-    return bool(woken.wait(timeout))
+    if timeout is None or timeout <= _LONGEST_WAIT:
+        return bool(woken.wait(timeout))
+    deadline = time.monotonic() + timeout
+    while not woken.wait(min(deadline - time.monotonic(), _LONGEST_WAIT)):
+        if time.monotonic() >= deadline:
+            return False
+    return True
+
+
+#: The longest one wait of a thread may be: a longer timeout raises ``OverflowError``.
+_LONGEST_WAIT = threading.TIMEOUT_MAX
 
 
 def _detect_backend_name() -> str:

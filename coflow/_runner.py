@@ -26,7 +26,7 @@ from ._missing import MISSING, MissingType
 from ._scheduler import Task
 from ._steps import Debounce, Receive, WaitUntil, reusable
 from ._supervisor import Supervisor, find_supervisor
-from ._validate import check_delay
+from ._validate import check_delay, check_limit
 
 logger = logging.getLogger("coflow")
 
@@ -232,8 +232,11 @@ class Runner:
         """Block until the flow ends; its final state, or ``FlowFailed`` / ``FlowStopped``.
 
         On the virtual backend this drives the clock, and raises ``Deadlock``
-        when nothing could wake the flow.
+        when nothing could wake the flow.  ``timeout`` may be any number of
+        seconds >= 0 (inf, like ``None``, waits as long as it takes).
         """
+        if timeout is not None:
+            timeout = check_limit(f"result of flow {self.name!r}", "timeout", timeout)
         if self.status == "running":
             latch = self._latch()
             if not self.backend.wait_latch(latch, timeout, f"flow {self.name!r}"):

@@ -8,6 +8,7 @@ so they are checked on every backend.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -406,3 +407,32 @@ def test_yielding_a_step_subclass_with_no_handler_is_an_invalid_step(
     assert message.startswith("flow custom yielded ")
     assert type(step).__qualname__ in message
     assert "no handler" in message
+
+
+# --- runner.result(timeout=...) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1e10, 10**400, math.inf], ids=["1e10", "huge-int", "inf"])
+def test_result_with_a_timeout_beyond_the_clocks_limit_waits_as_long_as_asked(
+    backend: Any, limit: float
+) -> None:
+    runner = coflow.start(fetch, initial_state="waited", backend=backend)
+    assert runner.result(timeout=limit) == "waited"
+
+
+@pytest.mark.parametrize("limit", [-1, math.nan, -math.inf], ids=["negative", "nan", "-inf"])
+def test_result_with_a_negative_or_nan_timeout_is_a_value_error(backend: Any, limit: float) -> None:
+    runner = coflow.start(fetch, backend=backend)
+    with pytest.raises(ValueError) as refused:
+        runner.result(timeout=limit)
+    message = str(refused.value)
+    assert "result" in message
+    assert f"timeout must be None or a number of seconds >= 0, got {limit!r}" in message
+    runner.result(timeout=5)
+
+
+def test_result_with_a_timeout_that_is_not_a_number_is_a_type_error(backend: Any) -> None:
+    runner = coflow.start(fetch, backend=backend)
+    with pytest.raises(TypeError, match="timeout must be None or a number of seconds, got '5'"):
+        runner.result(timeout="5")  # type: ignore[arg-type]
+    runner.result(timeout=5)
