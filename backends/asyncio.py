@@ -31,7 +31,11 @@ class AsyncioBackend(Backend):
     name = "asyncio"
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
-        self.loop = loop if loop is not None else _running_loop("AsyncioBackend()")
+        if loop is None:
+            loop = _running_loop("AsyncioBackend()")
+        elif not isinstance(loop, asyncio.AbstractEventLoop):
+            raise TypeError(f"AsyncioBackend: loop must be an asyncio event loop, got {loop!r}")
+        self.loop = loop
         self.random = random.Random()
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from coflow._backend import Latch, wait_in_thread
 from coflow._event_loop import EventLoopBackend
+from coflow._validate import check_count
 from coflow._work import call_work
 
 logger = logging.getLogger("coflow")
@@ -69,7 +70,8 @@ class ThreadBackend(EventLoopBackend):
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__()
         self.random = random.Random()
-        self._max_workers = max_workers or DEFAULT_MAX_WORKERS
+        workers = check_count("ThreadBackend", "max_workers", max_workers, 1, optional=True)
+        self._max_workers = workers or DEFAULT_MAX_WORKERS
         self._posted: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None]
         self._posted = queue.SimpleQueue()
         self._pool: ThreadPoolExecutor | None = None

@@ -18,6 +18,7 @@ from typing import Any
 from coflow._backend import Latch
 from coflow._errors import Deadlock
 from coflow._event_loop import EventLoopBackend, Timer
+from coflow._validate import check_count, check_delay, check_horizon, check_time
 from coflow._work import call_work
 
 _heappop = heapq.heappop
@@ -47,10 +48,12 @@ class VirtualBackend(EventLoopBackend):
 
     def __init__(self, start: float = 0.0, seed: int = 0, max_steps: int = 1_000_000) -> None:
         super().__init__()
-        self._now = float(start)
+        self._now = check_time("VirtualBackend", "start", start)
         self._driving = False
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"VirtualBackend: seed must be an int, got {seed!r}")
         self.random = random.Random(seed)
-        self.max_steps = max_steps
+        self.max_steps = check_count("VirtualBackend", "max_steps", max_steps, 1)
 
     def __repr__(self) -> str:
         ready, timers = len(self._ready) // 2, len(self._timers)
@@ -104,8 +107,7 @@ class VirtualBackend(EventLoopBackend):
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, running everything due on the way."""
-        if seconds < 0:
-            raise ValueError(f"advance: seconds must be >= 0, got {seconds!r}")
+        seconds = check_delay("VirtualBackend.advance", "seconds", seconds)
         self.run(until=self._now + seconds)
 
     def run_until_idle(self) -> None:
@@ -116,6 +118,7 @@ class VirtualBackend(EventLoopBackend):
 
     def run(self, until: float | None = None) -> None:
         """Jump from timer to timer until nothing is left, or until time ``until``."""
+        until = check_horizon("VirtualBackend.run", "until", until, self._now)
         heap, ready = self._timers, self._ready
         timers = heap.entries
         horizon = _INFINITY if until is None else until

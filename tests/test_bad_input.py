@@ -34,6 +34,7 @@ from coflow import (
     wait,
     wait_until,
 )
+from coflow.backends.virtual import VirtualBackend
 
 Gen = Generator[Any, Any, Any]
 
@@ -208,7 +209,6 @@ def test_a_generator_object_used_once_in_each_place_still_runs(backend: Any) -> 
 
 
 # --- delays too large to be a float -----------------------------------------------------------
-
 
 HUGE = 10**400
 
@@ -436,3 +436,105 @@ def test_result_with_a_timeout_that_is_not_a_number_is_a_type_error(backend: Any
     with pytest.raises(TypeError, match="timeout must be None or a number of seconds, got '5'"):
         runner.result(timeout="5")  # type: ignore[arg-type]
     runner.result(timeout=5)
+
+
+# --- bad arguments to a backend's public methods --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "error"),
+    [
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        (-1, ValueError),
+        (HUGE, ValueError),
+        ("1", TypeError),
+        (None, TypeError),
+    ],
+    ids=["nan", "inf", "negative", "huge", "str", "None"],
+)
+def test_advancing_the_virtual_clock_by_a_bad_amount_is_refused(
+    seconds: Any, error: type[Exception]
+) -> None:
+    backend = VirtualBackend()
+    runner = coflow.start(wait(1), backend=backend)
+    with pytest.raises(error, match=r"VirtualBackend\.advance: seconds must be"):
+        backend.advance(seconds)
+    assert backend.now() == 0.0
+    assert runner.status == "running"  # nothing ran: the refused call did nothing
+
+
+@pytest.mark.parametrize(
+    ("until", "error", "shown"),
+    [
+        (math.nan, ValueError, "until must be None or a time in seconds, got nan"),
+        ("2", TypeError, "until must be None or a time in seconds, got '2'"),
+        (-1.0, ValueError, "until -1.0 is before now (0)"),
+        (-HUGE, ValueError, "until a negative int of 401 digits is before now (0)"),
+    ],
+    ids=["nan", "str", "past", "hugely-negative"],
+)
+def test_running_the_virtual_clock_until_a_bad_time_is_refused(
+    until: Any, error: type[Exception], shown: str
+) -> None:
+    backend = VirtualBackend()
+    with pytest.raises(error) as refused:
+        backend.run(until=until)
+    assert str(refused.value) == f"VirtualBackend.run: {shown}"
+
+
+@pytest.mark.parametrize("until", [math.inf, HUGE], ids=["inf", "huge-int"])
+def test_running_the_virtual_clock_until_beyond_any_time_runs_until_nothing_is_left(
+    until: Any,
+) -> None:
+    backend = VirtualBackend()
+    coflow.start(wait(3), backend=backend)
+    backend.run(until=until)
+    assert backend.now() == 3.0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "shown"),
+    [
+        ({"start": math.nan}, ValueError, "start must be a finite time, got nan"),
+        ({"start": math.inf}, ValueError, "start must be a finite time, got inf"),
+        ({"start": "0"}, TypeError, "start must be a time in seconds, got '0'"),
+        ({"seed": "1"}, TypeError, "seed must be an int, got '1'"),
+        ({"seed": 1.5}, TypeError, "seed must be an int, got 1.5"),
+        ({"max_steps": 0}, ValueError, "max_steps must be >= 1, got 0"),
+        ({"max_steps": None}, TypeError, "max_steps must be an int, got None"),
+    ],
+    ids=["start-nan", "start-inf", "start-str", "seed-str", "seed-float", "steps-0", "steps-None"],
+)
+def test_a_virtual_backend_with_bad_arguments_is_refused(
+    arguments: dict[str, Any], error: type[Exception], shown: str
+) -> None:
+    with pytest.raises(error) as refused:
+        VirtualBackend(**arguments)
+    assert str(refused.value) == f"VirtualBackend: {shown}"
+
+
+@pytest.mark.parametrize(
+    ("workers", "error", "shown"),
+    [
+        (0, ValueError, "max_workers must be >= 1, got 0"),
+        (-1, ValueError, "max_workers must be >= 1, got -1"),
+        ("4", TypeError, "max_workers must be None or an int, got '4'"),
+    ],
+    ids=["zero", "negative", "str"],
+)
+def test_a_thread_backend_with_a_bad_pool_size_is_refused(
+    workers: Any, error: type[Exception], shown: str
+) -> None:
+    from coflow.backends.threads import ThreadBackend
+
+    with pytest.raises(error) as refused:
+        ThreadBackend(max_workers=workers)
+    assert str(refused.value) == f"ThreadBackend: {shown}"
+
+
+def test_an_asyncio_backend_on_something_that_is_not_a_loop_is_refused() -> None:
+    from coflow.backends.asyncio import AsyncioBackend
+
+    with pytest.raises(TypeError, match="AsyncioBackend: loop must be an asyncio event loop"):
+        AsyncioBackend(loop=42)  # type: ignore[arg-type]
