@@ -17,10 +17,9 @@ from typing import Any
 
 from ._errors import ChildFailed, FlowStopped, FlowTimeout
 from ._flow import flow_name
-from ._handlers import handles
 from ._missing import MISSING
 from ._runner import Runner, launch
-from ._scheduler import SUSPEND, Task
+from ._scheduler import SUSPEND, Task, handles
 from ._steps import Call, Spawn
 
 #: How deep tasks may be driven inside one another's steps (see ``_nested``).

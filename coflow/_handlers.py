@@ -22,36 +22,25 @@ from ._location import INTERNAL_CODES
 from ._missing import MISSING
 from ._results import Error, Failure, Ok, Retry, Skip, Update
 from ._runner import StateView
-from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task
+from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task, handles
 from ._steps import (
     CONSTRUCTORS,
     Branch,
-    Debounce,
     Each,
     Embed,
     GetState,
     Parallel,
     Race,
-    Receive,
     Repeat,
     Run,
     Sequence,
     Step,
     Timeout,
     Wait,
-    WaitUntil,
     describe,
     is_tasks,
 )
 from ._values import value
-
-
-def handles(step_type: type) -> Callable[[Callable[[Task, Any], Any]], Callable[[Task, Any], Any]]:
-    def register(handler: Callable[[Task, Any], Any]) -> Callable[[Task, Any], Any]:
-        DISPATCH[step_type] = handler
-        return handler
-
-    return register
 
 
 def internal(function: Callable[..., Frame]) -> Callable[..., Frame]:
@@ -79,64 +68,6 @@ def _wait(task: Task, step: Wait) -> Any:
 
 
 _resume = Task.drive  # unbound, so a timer allocates no bound method
-
-
-@handles(WaitUntil)
-def _wait_until(task: Task, step: WaitUntil) -> Any:
-    state = task.view.state
-    if step.predicate(state):
-        return state
-    return _block(task, step, "wait_until")
-
-
-def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
-    """Suspend until a state change or a message wakes the task, or its timeout passes."""
-    task.waiting = step
-    task.runner.block(task)
-    if step.timeout is not None:
-        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, what)
-    return SUSPEND
-
-
-def _timed_out(task: Task, what: str) -> None:
-    seconds = task.waiting.timeout
-    task.runner.unblock(task)
-    task.timer = None
-    task.drive(None, FlowTimeout(what, seconds))
-
-
-@handles(Debounce)
-def _debounce(task: Task, step: Debounce) -> Any:
-    backend = task.runner.backend
-    task.waiting = step
-    task.deadline = backend.now() + step.seconds
-    task.runner.block(task)
-    task.timer = backend.call_later(step.seconds, _debounce_check, task)
-    return SUSPEND
-
-
-#: Real clocks may fire a timer a hair early; sooner than this before the deadline re-arms.
-_EARLY = 1e-6
-
-
-def _debounce_check(task: Task) -> None:
-    """Signals restart the quiet period without touching the timer: re-arm if it moved."""
-    backend = task.runner.backend
-    remaining = task.deadline - backend.now()
-    if remaining > _EARLY:
-        task.timer = backend.call_later(remaining, _debounce_check, task)
-        return
-    task.runner.unblock(task)
-    task.timer = None
-    task.drive(task.view.state, None)
-
-
-@handles(Receive)
-def _receive(task: Task, step: Receive) -> Any:
-    message = task.runner.take_message(step.match)
-    if message is not MISSING:
-        return message
-    return _block(task, step, "receive")
 
 
 # -- work --------------------------------------------------------------------

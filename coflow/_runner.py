@@ -13,7 +13,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from ._backend import Backend, Latch, resolve_backend
 from ._errors import Cancelled, FlowFailed, FlowNotRunning, FlowStopped, FlowTimeout
@@ -24,13 +24,16 @@ from ._links import Links
 from ._location import add_note
 from ._missing import MISSING, MissingType
 from ._scheduler import Task
-from ._steps import Debounce, Receive, WaitUntil, reusable
+from ._steps import reusable
 from ._supervisor import Supervisor, find_supervisor
 from ._validate import check_delay, check_limit
+from ._waking import offer, state_changed
 
 logger = logging.getLogger("coflow")
 
 _ids = itertools.count(1)
+#: A finished runner's ``_done_latch`` when it failed with nobody told: ``__del__`` logs it.
+_UNWATCHED: Final = Latch()
 #: Held while a runner's sinks are replaced (rare: one lock for all).  Reentrant, because a
 #: stream collected meanwhile takes itself off in whatever thread the collector runs.
 _SINKS_CHANGING = threading.RLock()
@@ -64,7 +67,6 @@ class Runner:
         "_sinks",
         "_stop_asked",
         "_stopping",
-        "_watched",
         "backend",
         "flow",
         "name",
@@ -94,8 +96,6 @@ class Runner:
         self._stopping = False
         #: Set by ``stop()`` on the caller's thread, so the stop overtakes what is queued.
         self._stop_asked = False
-        #: False once it has failed with nobody told; True once its outcome was asked for.
-        self._watched: bool | None = None
         #: The runner that started this one with ``call`` or ``spawn``.
         self._parent: Runner | None = None
         #: Children and supervisor: made on first need (most runners have none).
@@ -320,41 +320,7 @@ class Runner:
         elif not signalled:
             return
         if self._blocked:
-            self._state_changed()
-
-    def _state_changed(self) -> None:
-        now = self.backend.now()
-        blocked = self._blocked
-        if type(blocked) is Task:
-            self._recheck(blocked, now)  # the common case: one waiter, no list to copy
-        else:
-            for task in self._blocked_tasks():
-                self._recheck(task, now)
-
-    def _recheck(self, task: Task, now: float) -> None:
-        """After a signal or a state change: restart a debounce, re-test a ``wait_until``."""
-        waiting = task.waiting
-        if type(waiting) is Debounce:
-            task.deadline = now + waiting.seconds
-        elif type(waiting) is WaitUntil:
-            self._wake_if(task, waiting.predicate, task.view.state)
-
-    def _wake_if(self, task: Task, test: Callable[[Any], Any] | None, value: Any) -> bool:
-        """Wake ``task`` with ``value`` if ``test(value)`` holds (or ``test`` is None).
-
-        A raising test wakes the task with its error instead (raised at its
-        ``yield``).  True only when the task took ``value``.
-        """
-        try:
-            passed = test is None or bool(test(value))  # truth-tested here: it may raise too
-        except BaseException as error:
-            self.unblock(task)
-            task.wake_soon(None, error)
-            return False
-        if passed:
-            self.unblock(task)
-            task.wake_soon(value, None)
-        return passed
+            state_changed(self, self._blocked)
 
     def block(self, task: Task) -> None:
         """Register ``task`` as waiting on state changes or messages."""
@@ -373,22 +339,9 @@ class Runner:
         elif isinstance(blocked, list) and task in blocked:
             blocked.remove(task)
 
-    def _blocked_tasks(self) -> list[Task]:
-        """A snapshot, so that waking tasks may unblock while it is walked."""
-        blocked = self._blocked
-        if blocked is None:
-            return []
-        return list(blocked) if isinstance(blocked, list) else [blocked]
-
-    def take_message(self, match: Callable[[Any], Any] | None) -> Any:
-        """The oldest matching message, removed from the mailbox; ``MISSING`` if none."""
-        mailbox = self._mailbox
-        if mailbox:
-            for position, message in enumerate(mailbox):
-                if match is None or bool(match(message)):  # raising here keeps the message
-                    del mailbox[position]
-                    return message
-        return MISSING
+    def mailbox(self) -> deque[Any] | None:
+        """The messages sent and not yet taken, oldest first (None when there never were any)."""
+        return self._mailbox
 
     def _deliver(self, message: Any) -> None:
         if self.status != "running":
@@ -396,10 +349,8 @@ class Runner:
         if self._stop_asked:
             self._stop()  # no-op once stopping: a stopping flow takes no more messages
             return
-        for task in self._blocked_tasks():
-            waiting = task.waiting
-            if type(waiting) is Receive and self._wake_if(task, waiting.match, message):
-                return  # taken: each message goes to one receiver
+        if offer(self._blocked, message):
+            return
         if self._mailbox is None:
             self._mailbox = deque()
         self._mailbox.append(message)
@@ -542,6 +493,7 @@ class Runner:
         self.backend.call_soon(root.drive, None, None)  # never inline: a restart cannot recurse
 
     def _end(self, error: BaseException | None) -> None:
+        unwatched = False
         if error is None:
             self.status = "done"
             if self._sinks and not self._stopping:
@@ -559,7 +511,7 @@ class Runner:
                 if self._parent is not None:
                     self._log_unwatched()  # spawned: nothing of its parent waits for it
                 else:
-                    self._watched = False  # logged when dropped, unless asked for by then
+                    unwatched = True  # logged when dropped, unless asked for by then
         self._blocked = None
         self._mailbox = None
         if self._sinks:
@@ -572,14 +524,14 @@ class Runner:
         links = self._links
         if links is not None and links.supervisor is not None:
             links.supervisor.forget(self)
-        latch, self._done_latch = self._done_latch, None
+        latch, self._done_latch = self._done_latch, _UNWATCHED if unwatched else None
         if latch is not None:
             latch.set()
 
     def when_ended(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` on the scheduler once the runner has ended; call on the scheduler."""
         if self.status != "running":
-            self._watched = True
+            self._done_latch = None  # asked for: not _UNWATCHED any more
             callback()
             return
         if self._done_latch is None:
@@ -587,7 +539,7 @@ class Runner:
         self._done_latch.add_callback(callback)
 
     def __del__(self) -> None:
-        if self._watched is False:
+        if self._done_latch is _UNWATCHED:
             self._log_unwatched()
 
     def _log_unwatched(self) -> None:
@@ -627,7 +579,7 @@ class Runner:
         return latch
 
     def _outcome(self) -> Any:
-        self._watched = True
+        self._done_latch = None  # asked for: not _UNWATCHED any more
         if self.status == "done":
             return self.state
         if self.status == "stopped":

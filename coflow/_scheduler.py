@@ -28,7 +28,47 @@ Invariants, which every backend relies on:
   existed when the cancellation began receive it innermost first; whatever
   they yield while handling it (cleanup) runs normally and is not cancelled
   again.  An error raised by such cleanup is logged and kept, never allowed to
-  replace the cancellation.
+  replace the cancellation.  Past a stop's grace the runner is *unprotected*:
+  ``Cancelled`` reaches cleanup too, and a frame that answers it with a step
+  is closed.
+
+The rules that make every fault end in a reported outcome (SPEC §9):
+
+* **One way for work to end.**  A backend reports every end of a piece of
+  work, once, as ``done(value, error)``: a value, any ``BaseException`` (even
+  ``SystemExit`` or a ``GreenletExit`` from someone else's kill), or its
+  cancellation.  Only the task's resumption reads the result, and a task
+  being cancelled (``cancel_pending``) resumes with ``Cancelled`` whatever
+  the work gave, so a cancelled ``run`` never commits its ``Ok``, ``Update``
+  or ``Retry``.
+* **Suspend and abort.**  Whatever a suspended task waits on is in
+  ``task.waiting``, and has ``abort(task)``: a step it blocks on (``wait``,
+  ``wait_until``, ``debounce``, ``receive``) wakes it at once; work, a call's
+  child or a join cancels what it waits for and resumes the task only once
+  that has really ended.  ``abort`` returns the branches to cancel next, so
+  ``cancel_all`` walks any depth with a stack, never recursion.
+* **User code cannot take the scheduler down.**  The step loop catches any
+  ``BaseException`` from a flow or a handler and raises it at the ``yield``
+  (or fails the flow with it); the runner does the same for signal functions
+  and notify callables; each backend's loop logs and survives an exception
+  from any callback.  Delays are armed in pieces a backend's clock can take.
+
+Writing a handler (one per step type, registered with ``@handles``):
+
+1. Return the step's result at once, or ``SUSPEND`` after setting
+   ``task.waiting`` to an object with ``abort(task)``.
+2. Resume the task exactly once: ``task.drive(value, error)`` from a backend
+   callback about this task, ``task.wake_soon(value, error)`` when waking it
+   from another task's code.  Cancel any timer you armed when it resumes.
+3. Run user code (predicates, functions of the state) inside the handler or
+   inside a ``try`` that hands any ``BaseException`` to the task: an error
+   of user code is raised at the flow's ``yield``, never in a backend callback.
+4. Replace state only through ``task.view.replace_state``, so notify and the
+   re-checks of ``wait_until`` and ``debounce`` see every change.
+5. A composite step pushes an ``@internal`` generator as a frame instead of
+   recursing, and starts branch tasks through a ``Join``.
+6. Keep the common case off the step loop's fast path: no work in ``drive``
+   for a step that does not need it.
 """
 
 from __future__ import annotations
@@ -63,6 +103,16 @@ SLICE: Final = 500
 DISPATCH: dict[type, Handler] = {}
 #: Handler for anything not in ``DISPATCH`` (flows given as values, and mistakes).
 FALLBACK: list[Handler] = []
+
+
+def handles(step_type: type) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``step_type`` steps."""
+
+    def register(handler: Handler) -> Handler:
+        DISPATCH[step_type] = handler
+        return handler
+
+    return register
 
 
 class Task:

@@ -1,0 +1,149 @@
+"""How blocked tasks wake: the rules of ``wait_until``, ``debounce`` and ``receive``, in one place.
+
+A task blocked in one of these steps is registered with its runner
+(``Runner.block``), and ``task.waiting`` is the step:
+
+* ``wait_until(pred)`` tests ``pred(state)`` at the ``yield`` and continues at
+  once if it holds; else it blocks and is re-tested after every signal and
+  every state change (from any task of the runner), never on a timer.
+* ``debounce(seconds)`` ends once ``seconds`` pass with no signal or state
+  change: each one moves its deadline, and its one timer re-arms when it
+  fires before the deadline.
+* ``receive(match)`` takes the oldest mailbox message that matches at the
+  ``yield``; else it blocks, and each message sent is offered to the blocked
+  receivers in the order they blocked; the first that matches takes it, else
+  it joins the mailbox.  A message is taken at most once.
+* A test that raises, when it runs or when its result is truth-tested (a
+  numpy array), wakes the task with that error at its ``yield``; a message
+  it was tested on is kept, for the next receiver.
+* A ``timeout`` unregisters the task and raises ``FlowTimeout`` at the ``yield``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._errors import FlowTimeout
+from ._missing import MISSING
+from ._scheduler import SUSPEND, Task, handles
+from ._steps import Debounce, Receive, WaitUntil
+
+if TYPE_CHECKING:
+    from ._runner import Runner
+
+
+@handles(WaitUntil)
+def _wait_until(task: Task, step: WaitUntil) -> Any:
+    state = task.view.state
+    if step.predicate(state):  # a raising test or truth test is raised at the ``yield``
+        return state
+    return _block(task, step, "wait_until")
+
+
+@handles(Receive)
+def _receive(task: Task, step: Receive) -> Any:
+    message = take_message(task.runner.mailbox(), step.match)
+    if message is not MISSING:
+        return message
+    return _block(task, step, "receive")
+
+
+def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
+    """Suspend until a state change or a message wakes the task, or its timeout passes."""
+    task.waiting = step
+    task.runner.block(task)
+    if step.timeout is not None:
+        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, what)
+    return SUSPEND
+
+
+def _timed_out(task: Task, what: str) -> None:
+    seconds = task.waiting.timeout
+    task.runner.unblock(task)
+    task.timer = None
+    task.drive(None, FlowTimeout(what, seconds))
+
+
+@handles(Debounce)
+def _debounce(task: Task, step: Debounce) -> Any:
+    backend = task.runner.backend
+    task.waiting = step
+    task.deadline = backend.now() + step.seconds
+    task.runner.block(task)
+    task.timer = backend.call_later(step.seconds, _debounce_check, task)
+    return SUSPEND
+
+
+#: Real clocks may fire a timer a hair early; sooner than this before the deadline re-arms.
+_EARLY = 1e-6
+
+
+def _debounce_check(task: Task) -> None:
+    """Signals restart the quiet period without touching the timer: re-arm if it moved."""
+    backend = task.runner.backend
+    remaining = task.deadline - backend.now()
+    if remaining > _EARLY:
+        task.timer = backend.call_later(remaining, _debounce_check, task)
+        return
+    task.runner.unblock(task)
+    task.timer = None
+    task.drive(task.view.state, None)
+
+
+def state_changed(runner: Runner, blocked: Task | list[Task]) -> None:
+    """After a signal or a state change: restart every debounce, re-test every ``wait_until``."""
+    now = runner.backend.now()
+    if isinstance(blocked, Task):
+        _recheck(blocked, now)  # the common case: one waiter, no list to copy
+    else:
+        for task in list(blocked):  # a copy: woken tasks unblock while it is walked
+            _recheck(task, now)
+
+
+def _recheck(task: Task, now: float) -> None:
+    waiting = task.waiting
+    if type(waiting) is Debounce:
+        task.deadline = now + waiting.seconds
+    elif type(waiting) is WaitUntil:
+        _wake_if(task, waiting.predicate, task.view.state)
+
+
+def offer(blocked: Task | list[Task] | None, message: Any) -> bool:
+    """Offer a sent message to the blocked receivers; True once one has taken it."""
+    if blocked is None:
+        return False
+    for task in [blocked] if isinstance(blocked, Task) else list(blocked):  # a copy, as above
+        waiting = task.waiting
+        if type(waiting) is Receive and _wake_if(task, waiting.match, message):
+            return True  # taken: each message goes to one receiver
+    return False
+
+
+def take_message(mailbox: deque[Any] | None, match: Callable[[Any], Any] | None) -> Any:
+    """The oldest matching message, removed from the mailbox; ``MISSING`` if none."""
+    if mailbox:
+        for position, message in enumerate(mailbox):
+            if match is None or match(message):  # raising here keeps the message
+                del mailbox[position]
+                return message
+    return MISSING
+
+
+def _wake_if(task: Task, test: Callable[[Any], Any] | None, value: Any) -> bool:
+    """Wake ``task`` with ``value`` if ``test(value)`` holds (or ``test`` is None).
+
+    A raising test wakes the task with its error instead (raised at its
+    ``yield``).  True only when the task took ``value``.
+    """
+    try:
+        passed = test is None or bool(test(value))  # truth-tested here: it may raise too
+    except BaseException as error:
+        task.runner.unblock(task)
+        task.wake_soon(None, error)
+        return False
+    if passed:
+        task.runner.unblock(task)
+        task.wake_soon(value, None)
+    return passed
