@@ -108,6 +108,15 @@ class Deadlock(FlowException):
     """On the virtual clock, nothing is left that could wake what is being waited for."""
 
 
+class HeldClock(FlowException):
+    """On the virtual clock, a flow ran past ``max_steps`` at one instant without blocking.
+
+    Raised to the call driving the clock (``advance``, ``run``, ``result``),
+    which the backend's own loop lets through: it reports the test's mistake,
+    it is not a failure of the flow, which stays running.
+    """
+
+
 class InvalidStep(FlowException, TypeError):
     """A flow yielded something that is neither a step nor a flow (or gave it to a step)."""
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._backend import Backend
+from ._errors import HeldClock
 
 logger = logging.getLogger("coflow")
 
@@ -38,7 +39,10 @@ class Timer:
     heap: TimerHeap | None
 
     def cancel(self) -> None:
+        # The arguments go too: they hold the task, so its runner and state, until the
+        # cancelled timer leaves the heap, which lazy deletion may put off for as long as it is due.
         self.callback = None
+        self.args = ()
         heap, self.heap = self.heap, None
         if heap is not None:
             heap.timer_cancelled()
@@ -135,5 +139,7 @@ class EventLoopBackend(Backend):
             callback = pop()
             try:
                 callback(*pop())
+            except HeldClock:
+                raise  # the virtual clock's limit: the call driving the clock reports it
             except Exception:  # a core bug must not take every flow of the backend down
                 logger.exception("scheduler callback %r raised; the backend goes on", callback)

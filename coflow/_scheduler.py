@@ -76,7 +76,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ._errors import Cancelled, FlowException
+from ._errors import Cancelled, HeldClock
 from ._location import INTERNAL_CODES, PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
 from ._steps import SetState
 
@@ -236,7 +236,7 @@ class Task:
         backend.call_soon(self.drive, value, None)
         self.spin += SLICE
         if backend.max_steps is not None and self.spin > backend.max_steps:
-            raise FlowException(
+            raise HeldClock(
                 f"flow {self.path()} ran {self.spin} steps at time {backend.now():g} without "
                 f"blocking (max_steps={backend.max_steps}); on the virtual clock a flow that "
                 "never blocks holds time still"

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import importlib.util
+import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
@@ -24,6 +26,26 @@ BACKEND_NAMES = ["virtual", "asyncio", "gevent", "threads"]
 T = TypeVar("T")
 HAS_GEVENT = importlib.util.find_spec("gevent") is not None
 needs_gevent = pytest.mark.skipif(not HAS_GEVENT, reason="gevent is not installed")
+#: Seconds one test may take before the run is ended with every thread's traceback: a hang
+#: then fails the suite at once, naming where it hangs, instead of running out CI's clock.
+HANG_LIMIT = float(os.environ.get("COFLOW_TEST_HANG_LIMIT", "120"))
+
+
+_real_stderr: list[int] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Output capture is off while pytest configures: this copy of fd 2 is the terminal's.
+    _real_stderr.append(os.dup(2))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    faulthandler.dump_traceback_later(HANG_LIMIT, exit=True, file=_real_stderr[0])
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @contextlib.contextmanager
