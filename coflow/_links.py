@@ -42,8 +42,8 @@ class Links:
     kept: set[Runner] | None = None
     #: The error the runner ends with once the children it is stopping have ended.
     held: BaseException | None = None
-    #: Whether the supervisor has judged ``held`` already: then the runner just ends with it.
-    held_judged = False
+    #: Whether the runner restarts once its children without a ref have ended (else it ends).
+    held_for_restart = False
     #: The cancelled root task, held until the children it is stopping have ended.
     parked: Task | None = None
     supervisor: Supervisor | None = None
@@ -56,6 +56,9 @@ class Links:
     outer: tuple[tuple[str, ...], int] | None = None
     #: When recent restarts happened, on the backend's clock (the supervisor's limit).
     restart_times: list[float] | None = None
+    #: On a clock with ``max_steps``: the instant of the last restart, and how many were at it.
+    restart_instant = -1.0
+    instant_restarts = 0
 
     def add_child(self, child: Runner, key: tuple[Any, Hashable] | None) -> None:
         children = self.children
@@ -91,6 +94,11 @@ class Links:
         if not self.active or self.children is None:
             return []
         return [child for child in reversed(self.children) if child.status == "running"]
+
+    def running_unreffed(self) -> list[Runner]:
+        """The running children no ref could find again, last started first."""
+        kept = self.kept or ()
+        return [child for child in self.running_children() if child not in kept]
 
     def listed_children(self) -> list[Runner]:
         return [] if self.children is None else list(self.children.copy())

@@ -16,7 +16,14 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, Protocol
 
 from ._backend import Backend, Latch, resolve_backend
-from ._errors import Cancelled, FlowFailed, FlowNotRunning, FlowStopped, FlowTimeout
+from ._errors import (
+    Cancelled,
+    FlowFailed,
+    FlowNotRunning,
+    FlowStopped,
+    FlowTimeout,
+    HeldClock,
+)
 from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
 from ._flow import Flow, flow_name, instantiate
 from ._future import SignalFuture
@@ -30,6 +37,9 @@ from ._validate import check_delay, check_limit
 from ._waking import offer, state_changed
 
 logger = logging.getLogger("coflow")
+#: What a supervisor's restart counts toward ``max_steps`` at its instant on the virtual clock:
+#: a flow that fails at once gets 10,000 restarts at one instant under the default limit.
+RESTART_STEPS: Final = 100
 
 _ids = itertools.count(1)
 #: A finished runner's ``_done_latch`` when it failed with nobody told: ``__del__`` logs it.
@@ -55,6 +65,7 @@ class Runner:
     """A running flow: signal it, send it messages, read it, observe it, stop it."""
 
     __slots__ = (
+        "__weakref__",  # registries of live runners hold them weakly
         "_blocked",
         "_cleanup_errors",
         "_done_latch",
@@ -405,12 +416,6 @@ class Runner:
             for task in reversed(runner._root.tree()):
                 task.cancel_again()
 
-    def _stop_children(self) -> None:
-        links = self._links
-        if links is not None:
-            for child in links.running_children():
-                child._stop()
-
     def _emit(self, event: FlowEvent) -> None:
         for sink in self._sinks:
             try:
@@ -419,39 +424,76 @@ class Runner:
                 logger.exception("notify callback of flow %r raised; the flow goes on", self.name)
 
     def root_finished(self, value: Any, error: BaseException | None) -> None:
-        """The flow's body has ended: stop its children if it failed, then restart or end."""
+        """The flow's body has ended: restart it, or end once the children it stops have ended.
+
+        A failed run that its supervisor restarts keeps the children started
+        with a ``ref``, for the restarted run to find; the others are stopped
+        first, since nothing could find them again.  A runner that ends failed
+        stops all its children.
+        """
         del value  # a flow's return value is not its result: its final state is
         links = self._links
-        if links is not None:
-            if error is not None and links.active:
-                self._end_after_children(links, error, judged=False)
-            elif links.supervisor is not None:
-                self._settle(error)
-            else:
-                self._end(error)
-            return
-        self._end(error)
+        supervisor = links.supervisor if links is not None else None
+        if supervisor is not None and not (self._stopping or self._stop_asked):
+            assert links is not None
+            restart, error = supervisor.judge(self, error)
+            if restart:
+                if error is None:
+                    self._restart(None)  # a run that ended stops no children
+                else:
+                    self._restart_after_unreffed(links, error)
+                return
+        if error is not None and links is not None and links.active:
+            self._end_after_children(links, error)
+        else:
+            self._end(error)
 
-    def _end_after_children(self, links: Links, error: BaseException, judged: bool) -> None:
-        """Stop the running children; settle (or, once judged, end) when they have ended."""
+    def _end_after_children(self, links: Links, error: BaseException) -> None:
+        """Stop the running children; end with ``error`` once they have ended."""
         links.held = error
-        links.held_judged = judged
-        self._stop_children()
+        links.held_for_restart = False
+        for child in links.running_children():
+            child._stop()
+
+    def _restart_after_unreffed(self, links: Links, reason: BaseException) -> None:
+        """Stop the children without a ref; restart once they have ended."""
+        unreffed = links.running_unreffed()
+        if not unreffed:
+            self._restart(reason)
+            return
+        links.held = reason
+        links.held_for_restart = True
+        for child in unreffed:
+            child._stop()
+
+    def _restart_held(self, reason: BaseException) -> None:
+        """The children without a ref have ended: restart, unless a stop came meanwhile."""
+        links = self._links
+        assert links is not None
+        if not self._stopping:
+            self._restart(reason)
+        elif links.active:
+            self._end_after_children(links, reason)
+        else:
+            self._end(reason)
 
     def child_ended(self, child: Runner) -> None:
         """One of this runner's children has ended (called on the scheduler, by the child)."""
         links = self._links
         assert links is not None  # made when the child was added
         links.child_ended(child)
-        if links.active:
-            return
         if links.parked is not None:
-            task, links.parked = links.parked, None
-            self.backend.call_soon(task.drive, None, None)
+            if not links.active:
+                task, links.parked = links.parked, None
+                self.backend.call_soon(task.drive, None, None)
         elif links.held is not None:
+            # Before a restart only the children without a ref end: those with one go on.
+            if links.running_unreffed() if links.held_for_restart else links.active:
+                return
             error, links.held = links.held, None
             # Through the backend, so a deep chain of ending children never recurses.
-            self.backend.call_soon(self._end if links.held_judged else self._settle, error)
+            then = self._restart_held if links.held_for_restart else self._end
+            self.backend.call_soon(then, error)
 
     def park_until_children_end(self, task: Task) -> bool:
         """Hold the cancelled root ``task`` while children run; True if it was held."""
@@ -461,20 +503,6 @@ class Runner:
         links.parked = task
         task.waiting = links  # not None: the task is blocked, and nothing else can wake it
         return True
-
-    def _settle(self, error: BaseException | None) -> None:
-        links = self._links
-        supervisor = links.supervisor if links is not None else None
-        if supervisor is not None and not self._stopping:
-            restart, error = supervisor.judge(self, error)
-            if restart:
-                self._restart(error)
-                return
-            if error is not None and links is not None and links.active:
-                # Given up after a normal end: the runner fails, so its children stop too.
-                self._end_after_children(links, error, judged=True)
-                return
-        self._end(error)
 
     def _restart(self, reason: BaseException | None) -> None:
         """Run the flow again from its initial state, on the same handle."""
@@ -491,6 +519,22 @@ class Runner:
             self._emit(FlowState(self.state, self))
         root = self._root = Task(self, self, instantiate(self.flow, "supervisor restart"))
         self.backend.call_soon(root.drive, None, None)  # never inline: a restart cannot recurse
+        if self.backend.max_steps is not None:
+            self._count_instant_restart(links, self.backend.max_steps)
+
+    def _count_instant_restart(self, links: Links, max_steps: int) -> None:
+        """A restart is a slice of steps at its instant: enough of them hold the clock still."""
+        now = self.backend.now()
+        if links.restart_instant != now:
+            links.restart_instant, links.instant_restarts = now, 0
+        links.instant_restarts += 1
+        if links.instant_restarts * RESTART_STEPS > max_steps:
+            raise HeldClock(
+                f"flow {self.name!r} restarted {links.instant_restarts} times at time {now:g} "
+                f"(a restart counts as {RESTART_STEPS} steps; max_steps={max_steps}); on the "
+                "virtual clock a flow that fails at once, under a supervisor that lets it restart, "
+                "holds time still"
+            )
 
     def _end(self, error: BaseException | None) -> None:
         unwatched = False

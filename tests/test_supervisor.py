@@ -1154,36 +1154,6 @@ def test_a_permanent_parent_that_gives_up_after_a_normal_end_stops_its_running_c
             child.result(timeout=5)
 
 
-def test_spawn_with_ref_of_a_child_stopped_by_the_failure_starts_a_new_one(
-    backend: Any,
-) -> None:
-    seen: list[tuple[coflow.Runner, str]] = []
-
-    def sleeper() -> Gen:
-        yield receive()
-
-    def parent() -> Gen:
-        if seen:
-            earlier = seen[0][0]
-            seen.append((earlier, earlier.status))
-        child = yield spawn(sleeper, ref="s")
-        seen.append((child, child.status))
-        if len(seen) == 1:
-            raise RuntimeError("fails with its child running")
-
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor())
-    assert runner.result(timeout=5) is None
-    (first, _), (earlier, earlier_status), (second, second_status) = seen
-    assert earlier is first
-    assert earlier_status == "stopped"
-    assert second is not first
-    assert second_status == "running"
-    assert runner.children() == [first, second]
-    second.stop()  # a parent that completes leaves its spawned children running
-    with pytest.raises(FlowStopped):
-        second.result(timeout=5)
-
-
 # Logging
 
 
