@@ -7,6 +7,7 @@ so a change that arrived while the work ran is kept.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -48,7 +49,30 @@ def run_once(backend: Any, step: Any, initial_state: Any = None) -> tuple[Any, l
     return runner.result(timeout=5), results
 
 
-def signal_from_work(backend: Any, runner: list[coflow.Runner], fn: Callable[[Any], Any]) -> None:
+class Started:
+    """The runner a test starts, for its own work to find: which may run before start() returns.
+
+    On asyncio and threads the work runs in another thread as soon as the flow
+    reaches it, which can be before the test's thread has the runner in hand.
+    """
+
+    def __init__(self) -> None:
+        self._given = threading.Event()
+        self._runner: coflow.Runner | None = None
+
+    def append(self, runner: coflow.Runner) -> None:
+        self._runner = runner
+        self._given.set()
+
+    def __getitem__(self, index: int) -> coflow.Runner:
+        assert index == 0 and self._given.wait(timeout=5)
+        assert self._runner is not None
+        return self._runner
+
+
+def signal_from_work(
+    backend: Any, runner: Started | list[coflow.Runner], fn: Callable[[Any], Any]
+) -> None:
     """Signal the flow from inside its own work, the edit applied before the work returns.
 
     On a real backend the work waits for the signal's future, so the edit is
@@ -90,7 +114,7 @@ def test_update_applies_fn_to_the_state_and_yield_gives_the_new_state(
 def test_update_keeps_a_signal_applied_while_the_work_ran(
     backend: Any, options: dict[str, Any]
 ) -> None:
-    runner: list[coflow.Runner] = []
+    runner = Started()
     seen: list[Any] = []
 
     def push(state: dict[str, int]) -> Any:
@@ -108,7 +132,7 @@ def test_update_keeps_a_signal_applied_while_the_work_ran(
 
 def test_ok_replaces_a_signal_applied_while_the_work_ran(backend: Any) -> None:
     """The contrast: ``Ok`` is built from the state the attempt started with."""
-    runner: list[coflow.Runner] = []
+    runner = Started()
 
     def push(state: dict[str, int]) -> Any:
         signal_from_work(backend, runner, lambda s: {**s, "edits": s["edits"] + 1})
@@ -297,7 +321,7 @@ BOOK = {"dirty": True, "title": "Draft"}
 
 
 def test_an_edit_during_the_push_is_pushed_afterwards(backend: Any) -> None:
-    runner: list[coflow.Runner] = []
+    runner = Started()
     pushed: list[str] = []
 
     def push(state: Any) -> Any:
@@ -314,7 +338,7 @@ def test_an_edit_during_the_push_is_pushed_afterwards(backend: Any) -> None:
 
 def test_with_ok_an_edit_during_the_push_is_lost(backend: Any) -> None:
     """Why the pattern uses Update: Ok's state was built before the edit arrived."""
-    runner: list[coflow.Runner] = []
+    runner = Started()
     pushed: list[str] = []
 
     def push(state: Any) -> Any:
@@ -331,7 +355,7 @@ def test_with_ok_an_edit_during_the_push_is_lost(backend: Any) -> None:
 
 def test_an_edit_during_a_failed_attempt_is_pushed_by_the_retry(backend: Any) -> None:
     """A retry's work receives the state as it is when that attempt starts."""
-    runner: list[coflow.Runner] = []
+    runner = Started()
     pushed: list[str] = []
 
     def push(state: Any) -> Any:
