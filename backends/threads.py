@@ -166,6 +166,7 @@ class ThreadBackend(EventLoopBackend):
                 if item is None:
                     return
                 ready.extend(item)
+            item = None  # held while idle, the last post would keep its runner alive
             try:
                 self._run_once(clock())
             except BaseException:  # even SystemExit: every flow in the process depends on it

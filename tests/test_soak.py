@@ -9,18 +9,12 @@ last test checks that an idle threads backend holds no finished runner either.
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
-import time
-import weakref
 from pathlib import Path
 
 import pytest
 from conftest import backend_params
-
-import coflow
-from coflow.backends.threads import ThreadBackend
 
 # bench/ is not installed with the package; it lives at the repository root.  Appended,
 # not prepended, so an installed coflow keeps winning over the source tree.
@@ -51,26 +45,3 @@ def test_starting_and_stopping_flows_leaks_nothing(name: str) -> None:
         assert after.greenlets <= before.greenlets, result
     assert after.rss_kib <= result.rss_limit_kib, result
     assert result.leaks() == []
-
-
-class State:
-    """A state that a weak reference can watch."""
-
-
-def test_a_finished_runner_is_released_while_the_threads_backend_is_idle() -> None:
-    # The idle threads scheduler must not hold the last item posted to it: here the
-    # work's outcome, which holds its runner and so its state (SPEC §9).
-    backend = ThreadBackend()
-    try:
-        state = State()
-        runner = coflow.start(
-            coflow.run(lambda s: time.sleep(0.05)), initial_state=state, backend=backend
-        )
-        runner.result(timeout=5)  # asked before the work ends: its outcome is the last post
-        runner_ref, state_ref = weakref.ref(runner), weakref.ref(state)
-        del runner, state
-        time.sleep(0.1)
-        gc.collect()
-        assert (runner_ref(), state_ref()) == (None, None)
-    finally:
-        backend.close()

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import gc
+import time
 import weakref
 from collections.abc import Generator
 from typing import Any
@@ -33,6 +34,7 @@ from coflow import (
     wait,
     wait_until,
 )
+from coflow.backends.threads import ThreadBackend
 from coflow.backends.virtual import VirtualBackend
 
 Gen = Generator[Any, Any, Any]
@@ -326,3 +328,25 @@ def test_a_runner_whose_wait_until_timeout_was_cancelled_is_released(backend: An
 
 def test_a_runner_whose_timeout_ended_early_is_released(backend: Any) -> None:
     released_after(backend, coflow.timeout(wait(0.01), 100))
+
+
+def test_an_idle_threads_backend_keeps_no_finished_runner() -> None:
+    # Its scheduler thread, idle, must not hold the last item posted to it: here the
+    # work's outcome, which holds the runner and so its state.
+    backend = ThreadBackend()
+    try:
+        state = State()
+        runner = coflow.start(
+            coflow.run(lambda s: time.sleep(0.05)), initial_state=state, backend=backend
+        )
+        runner.result(timeout=5)  # asked before the work ends: its outcome is the last post
+        runner_ref, state_ref = weakref.ref(runner), weakref.ref(state)
+        del runner, state
+        for _ in range(500):  # the scheduler thread may still be in the callback that ended it
+            gc.collect()
+            if runner_ref() is None and state_ref() is None:
+                break
+            time.sleep(0.01)
+        assert (runner_ref(), state_ref()) == (None, None)
+    finally:
+        backend.close()
