@@ -3,8 +3,8 @@
 ``bench/soak.py`` runs the cycles and takes the figures; this checks them.
 ``COFLOW_SOAK_CYCLES`` sets the cycles per backend (200 by default, about a
 second each); ``COFLOW_SOAK_CYCLES=10000 python -m pytest tests/test_soak.py``
-is the long run.  The soak counts runners once the backend has moved on; the
-last test checks that an idle threads backend holds no finished runner either.
+is the long run.  The soak counts runners once the backend has moved on;
+tests/test_supervised_faults.py checks that an idle backend holds none either.
 """
 
 from __future__ import annotations
