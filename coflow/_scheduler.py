@@ -198,6 +198,8 @@ class Task:
                     view.replace_state(value)
                 else:
                     value = dispatch.get(step.__class__, fallback)(self, step)
+            except HeldClock:
+                raise  # from a child driven inside the step: the clock's limit, not the step's
             except BaseException as failed:  # raised at the ``yield``, whatever it is
                 value, error = None, _without_loop_frame(failed)
                 continue

@@ -255,6 +255,24 @@ def test_restarts_at_one_instant_count_toward_max_steps(drive: str) -> None:
     assert runner.restarts == 11
 
 
+def test_a_called_child_that_never_blocks_holds_the_clock_not_its_parent() -> None:
+    # The child is driven inside its parent's call step: the limit still reaches the driving
+    # call, instead of failing the parent's step.
+    def busy() -> Gen:
+        while True:
+            yield set_state(lambda s: (s or 0) + 1)
+
+    def parent() -> Gen:
+        yield call(busy)
+
+    backend = VirtualBackend(max_steps=100)
+    runner = coflow.start(parent, backend=backend, supervisor=None)
+    with pytest.raises(FlowException, match="parent > busy ran 500 steps") as raised:
+        runner.result()
+    assert not isinstance(raised.value, FlowFailed)
+    assert runner.status == "running"
+
+
 def test_a_few_restarts_at_one_instant_stay_within_max_steps() -> None:
     backend = VirtualBackend(max_steps=1000)
     runner = coflow.start(
