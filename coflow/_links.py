@@ -1,7 +1,8 @@
-"""``Links``: what ties a runner to others: its children and its supervisor.
+"""``Links``: what ties a runner to others (its children and its supervisor), and its rarities.
 
 Kept apart from ``Runner`` so that the many runners with none of these stay
-small; a runner makes its ``Links`` on first need.
+small; a runner makes its ``Links`` on first need.  What few runners need
+(errors raised by cleanup, the state of a stop past its grace) lives here too.
 
 A parent keeps its children in start order: all that are running, all that
 were started with a ``ref`` (the ref must keep finding them), and the
@@ -54,6 +55,8 @@ class Links:
     unprotected = False
     #: The outermost names of the runner's lineage and its length (``Runner.path_parts``).
     outer: tuple[tuple[str, ...], int] | None = None
+    #: What cleanup raised while the runner was being cancelled: notes on its final error.
+    cleanup_errors: list[BaseException] | None = None
     #: When recent restarts happened, on the backend's clock (the supervisor's limit).
     restart_times: list[float] | None = None
     #: On a clock with ``max_steps``: the instant of the last restart, and how many were at it.

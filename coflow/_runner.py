@@ -67,7 +67,6 @@ class Runner:
     __slots__ = (
         "__weakref__",  # registries of live runners hold them weakly
         "_blocked",
-        "_cleanup_errors",
         "_done_latch",
         "_error",
         "_id",
@@ -103,7 +102,6 @@ class Runner:
         self._mailbox: deque[Any] | None = None
         self._done_latch: Latch | None = None
         self._error: BaseException | None = None
-        self._cleanup_errors: list[BaseException] | None = None
         self._stopping = False
         #: Set by ``stop()`` on the caller's thread, so the stop overtakes what is queued.
         self._stop_asked = False
@@ -511,7 +509,7 @@ class Runner:
         self._blocked = None
         self._mailbox = None
         self._error = None
-        self._cleanup_errors = None
+        links.cleanup_errors = None
         if self._sinks:
             self._emit(FlowRestarted(reason, self))
         self.state = links.initial_state
@@ -547,7 +545,8 @@ class Runner:
         else:
             self.status = "failed"
             self._error = error
-            for cleanup_error in self._cleanup_errors or ():
+            links = self._links
+            for cleanup_error in (links.cleanup_errors if links is not None else None) or ():
                 add_note(error, f"coflow: while cancelling, cleanup raised {cleanup_error!r}")
             if self._sinks and not self._stopping:
                 self._emit(FlowError(error, self))
@@ -607,9 +606,10 @@ class Runner:
     def cleanup_failed(self, error: BaseException, where: str) -> None:
         """Cleanup run during a cancellation raised: log it and keep it for ``FlowError``."""
         logger.error("cleanup of flow %s raised during cancellation", where, exc_info=error)
-        if self._cleanup_errors is None:
-            self._cleanup_errors = []
-        self._cleanup_errors.append(error)
+        links = self.ensure_links()
+        if links.cleanup_errors is None:
+            links.cleanup_errors = []
+        links.cleanup_errors.append(error)
 
     # -- helpers ---------------------------------------------------------------
 
