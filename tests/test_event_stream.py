@@ -265,12 +265,12 @@ def test_a_stream_left_in_an_abandoned_async_generator_is_collected(backend: Any
     async def follow() -> Any:
         stream = runner.events()
         dropped.append(weakref.ref(stream))
+        runner.signal(add(1))  # once the stream is there: a state before it would not be seen
         async for event in stream:
             yield event
 
     async def main() -> Any:
         follower = follow()
-        runner.signal(add(1))
         first = await anext(follower)
         await follower.aclose()  # what a web framework does when its client disconnects
         return first
