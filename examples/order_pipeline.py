@@ -37,7 +37,7 @@ in their state; no e-mail is sent for them.  ``runner.children()`` lists
 each order's children, oldest first, with their status.  The refs name the
 two children within their order, so that running the order's body again
 (after a supervisor's restart) finds them instead of charging twice; see
-docs/child-flows-and-supervision.md.  A child's events come from its own
+docs/supervision.md.  A child's events come from its own
 runner, named after its flow (``payment_flow``, ``email_flow``).
 
 Run it with ``python -m examples.order_pipeline`` or ``python -m coflow demo``.

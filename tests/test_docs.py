@@ -24,7 +24,8 @@ PAGES = [
     "README.md",
     "docs/cancellation.md",
     "docs/virtual-time-testing.md",
-    "docs/child-flows-and-supervision.md",
+    "docs/child-flows.md",
+    "docs/supervision.md",
 ]
 STANDALONE = ("import pytest", "from coflow.testing import", "def test_")
 OPTIONAL = ("gevent",)
