@@ -1,5 +1,8 @@
 """The complete programs in the README and the docs run, and the tests they show pass.
 
+Every page is checked (the README and each docs/*.md), and each must show at least one
+standalone program with a test.
+
 Only blocks that stand on their own are run: those that import coflow among
 their first imports, begin by importing pytest, or define a test; the short
 fragments that live inside a flow are not.  A program that needs an optional
@@ -20,13 +23,8 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = [
-    "README.md",
-    "docs/cancellation.md",
-    "docs/virtual-time-testing.md",
-    "docs/child-flows.md",
-    "docs/supervision.md",
-]
+#: Every page: each must show at least one standalone program with a test that passes.
+PAGES = ["README.md", *sorted(path.relative_to(ROOT).as_posix() for path in ROOT.glob("docs/*.md"))]
 STANDALONE = ("import pytest", "from coflow.testing import", "def test_")
 OPTIONAL = ("gevent",)
 
