@@ -13,13 +13,16 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from coflow._backend import Latch
 from coflow._errors import Deadlock
-from coflow._event_loop import EventLoopBackend, Timer
+from coflow._event_loop import EventLoopBackend, Timer, queue_entry
 from coflow._validate import check_count, check_delay, check_horizon, check_time
 from coflow._work import call_work
+
+if TYPE_CHECKING:
+    from coflow._scheduler import Task
 
 _heappop = heapq.heappop
 _INFINITY = float("inf")
@@ -69,6 +72,9 @@ class VirtualBackend(EventLoopBackend):
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self._timers.push(self._now + delay, callback, args)  # no now() call: hot path
+
+    def wake_later(self, delay: float, task: Task) -> None:
+        self._timers.file(self._now + delay, task)
 
     def start_work(
         self,
@@ -120,33 +126,37 @@ class VirtualBackend(EventLoopBackend):
         """Jump from timer to timer until nothing is left, or until time ``until``."""
         until = check_horizon("VirtualBackend.run", "until", until, self._now)
         heap, ready = self._timers, self._ready
-        timers = heap.entries
+        deadlines, due = heap.deadlines, heap.due
         horizon = _INFINITY if until is None else until
         with self._drive():
             while True:
                 if ready:
                     self._run_once(self._now)
                     continue
-                if not timers:
+                if not deadlines:
                     break
-                when, _, timer = timers[0]
-                if timer.callback is None:
-                    _heappop(timers)  # lazily drop a cancelled timer
-                    heap.cancelled -= 1
-                    continue
+                when = deadlines[0]
                 if when > horizon:
                     break
+                _heappop(deadlines)
+                entries = due.pop(when, None)
+                if not entries:
+                    continue  # a deadline whose timers were all cancelled
                 if when > self._now:
                     self._now = when
-                _heappop(timers)
-                timer.heap = None
-                if timers and timers[0][0] <= when:
-                    # A tie: every timer due now joins the ready queue, in the order set.
-                    ready.append(timer.fire)
-                    ready.append(())
-                    self._run_once(when)
+                if len(entries) == 1:
+                    # The only one due, nothing ready: run it here, with no trip through the
+                    # ready queue.  A filed task is driven itself; a timer runs its callback.
+                    (entry,) = entries
+                    if entry.__class__ is Timer:
+                        entry.heap = None
+                        entry.fire()
+                    else:
+                        entry.timer = None
+                        entry.drive(None, None)
                     continue
-                timer.callback(*timer.args)  # the only one due, nothing ready: run it directly
+                for entry in entries:  # a tie: all join the ready queue, in the order filed
+                    queue_entry(entry, when, ready)
             if until is not None and until > self._now:
                 self._now = until
 

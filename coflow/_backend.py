@@ -88,6 +88,15 @@ class Backend(ABC):
         Timers due at the same time fire in the order they were set.
         """
 
+    def wake_later(self, delay: float, task: Any) -> None:
+        """Drive ``task`` ``delay`` seconds from now, for a ``wait``; set ``task.timer``.
+
+        ``task.timer`` is then what ``Task.wake_soon`` cancels if the task is
+        woken otherwise.  An event-loop backend files the task on its timer
+        heap instead of making a timer for it.
+        """
+        task.timer = self.call_later(delay, task.drive, None, None)
+
     @abstractmethod
     def start_work(
         self,

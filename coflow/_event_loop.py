@@ -8,22 +8,27 @@ the backends using it is only where ``now`` comes from and how the loop
 waits for the next deadline: the virtual clock jumps to it, the threads
 backend sleeps until it (or until another thread posts work).
 
-Cancelled timers stay on the heap until they reach its top (lazy deletion,
-as in simpy and asyncio); the heap is rebuilt without them once they are
-half of it, so long timeouts cancelled over and over cannot pile up.
+The heap holds distinct deadlines, as plain floats (the cheapest thing to
+compare); what is due at each is a dict in the order it was filed, so ties
+keep their order and a cancel is a deletion.  A ``wait`` files its task
+itself (``wake_later``): no timer object is made for the commonest timer.
+A deadline left with nothing due stays on the heap until it reaches the top;
+the heap is rebuilt once most of it is such deadlines.
 """
 
 from __future__ import annotations
 
 import heapq
-import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import Backend
 from ._errors import HeldClock
+
+if TYPE_CHECKING:
+    from ._scheduler import Task
 
 logger = logging.getLogger("coflow")
 
@@ -31,21 +36,21 @@ logger = logging.getLogger("coflow")
 class Timer:
     """A callback on the timer heap; ``cancel()`` drops it."""
 
-    __slots__ = ("args", "callback", "heap")
+    __slots__ = ("args", "callback", "heap", "when")
     # Built only by ``TimerHeap.push``, through the slot descriptors (no ``__init__`` call).
     args: tuple[Any, ...]
     callback: Callable[..., Any] | None
     #: The heap the timer is on, while it is there and not cancelled.
     heap: TimerHeap | None
+    when: float
 
     def cancel(self) -> None:
-        # The arguments go too: they hold the task, so its runner and state, until the
-        # cancelled timer leaves the heap, which lazy deletion may put off for as long as it is due.
+        # The arguments go too: they hold the task, so its runner and state.
         self.callback = None
         self.args = ()
         heap, self.heap = self.heap, None
         if heap is not None:
-            heap.timer_cancelled()
+            heap.discard(self.when, self)
 
     def fire(self) -> None:
         """Run the callback, unless the timer was cancelled after it became due."""
@@ -59,59 +64,106 @@ _heappop = heapq.heappop
 _set_callback = Timer.__dict__["callback"].__set__
 _set_args = Timer.__dict__["args"].__set__
 _set_heap = Timer.__dict__["heap"].__set__
-#: Fewer cancelled timers than this are never worth rebuilding the heap for.
+_set_when = Timer.__dict__["when"].__set__
+#: Fewer stale deadlines than this are never worth rebuilding the heap for.
 _COMPACT_AT = 256
 
 
-class TimerHeap:
-    """``(deadline, sequence, timer)`` entries; the sequence makes ties fire in the order set."""
+def fire_filed(task: Task, when: float) -> None:
+    """Resume a task filed by ``wake_later`` for ``when``, unless it was woken otherwise since."""
+    if task.timer.__class__ is TimerHeap and task.deadline == when:
+        task.timer = None
+        task.drive(None, None)
 
-    __slots__ = ("_order", "cancelled", "entries")
+
+class TimerHeap:
+    """A heap of distinct deadlines, and what is due at each, in the order it was filed.
+
+    Both are its interface to a loop that runs it: ``deadlines`` is a heap of
+    floats (``heapq``), ``due`` maps each to a dict of its timers and filed
+    tasks; a deadline on the heap but not in ``due`` has nothing left.  A loop
+    pops the top deadline and ``due.pop``s it, then runs or queues each entry
+    (``queue_entry``); ``move_due`` does that for one iteration.
+    """
+
+    __slots__ = ("deadlines", "due")
 
     def __init__(self) -> None:
-        self.entries: list[tuple[float, int, Timer]] = []
-        self.cancelled = 0  # cancelled timers still on the heap
-        self._order = itertools.count()
+        self.deadlines: list[float] = []
+        #: deadline -> its timers and filed tasks, as dict keys (insertion order, O(1) removal).
+        self.due: dict[float, dict[Any, None]] = {}
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return sum(map(len, self.due.values()))
 
     def push(self, deadline: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> Timer:
-        timer = _new(Timer)  # through the slot descriptors: a clock's hottest allocation
+        timer = _new(Timer)  # through the slot descriptors: a clock's hot allocation
         _set_callback(timer, callback)
         _set_args(timer, args)
         _set_heap(timer, self)
-        _heappush(self.entries, (deadline, next(self._order), timer))
+        _set_when(timer, deadline)
+        self._add(deadline, timer)
         return timer
 
+    def file(self, deadline: float, task: Task) -> None:
+        """Have ``task`` driven at ``deadline``; it holds this heap as its timer until then."""
+        task.deadline = deadline
+        task.timer = self
+        self._add(deadline, task)
+
+    def _add(self, deadline: float, entry: Any) -> None:
+        bucket = self.due.get(deadline)
+        if bucket is None:
+            self.due[deadline] = {entry: None}
+            _heappush(self.deadlines, deadline)
+        else:
+            bucket[entry] = None
+
+    def unfile(self, task: Task) -> None:
+        """``task`` was woken otherwise: it is no longer due (``Task.wake_soon``)."""
+        self.discard(task.deadline, task)
+
+    def discard(self, deadline: float, entry: Any) -> None:
+        due = self.due
+        bucket = due.get(deadline)
+        if bucket is None or entry not in bucket:
+            return  # already moved to the ready queue: firing it checks that it is still due
+        del bucket[entry]
+        if not bucket:
+            del due[deadline]
+            deadlines = self.deadlines
+            if len(deadlines) > 2 * len(due) + _COMPACT_AT:
+                deadlines[:] = due
+                heapq.heapify(deadlines)
+
     def next_deadline(self) -> float | None:
-        """The earliest deadline of a live timer, dropping cancelled ones from the top."""
-        entries = self.entries
-        while entries and entries[0][2].callback is None:
-            _heappop(entries)
-            self.cancelled -= 1
-        return entries[0][0] if entries else None
+        """The earliest deadline with something due, dropping stale ones from the top."""
+        deadlines, due = self.deadlines, self.due
+        while deadlines and deadlines[0] not in due:
+            _heappop(deadlines)
+        return deadlines[0] if deadlines else None
 
     def move_due(self, now: float, ready: deque[Any]) -> None:
-        """Append every timer due at ``now`` to ``ready``, in deadline order."""
-        entries = self.entries
-        while entries and entries[0][0] <= now:
-            timer = _heappop(entries)[2]
-            if timer.callback is None:
-                self.cancelled -= 1
-                continue
-            timer.heap = None
-            ready.append(timer.fire)
-            ready.append(())
+        """Append everything due at ``now`` to ``ready``, in deadline order, ties as filed."""
+        deadlines, due = self.deadlines, self.due
+        while deadlines and deadlines[0] <= now:
+            when = _heappop(deadlines)
+            for entry in due.pop(when, _NOTHING):
+                queue_entry(entry, when, ready)
 
-    def timer_cancelled(self) -> None:
-        """Rebuild the heap without its cancelled timers once they are half of it."""
-        self.cancelled += 1
-        entries = self.entries
-        if self.cancelled > _COMPACT_AT and 2 * self.cancelled > len(entries):
-            entries[:] = [entry for entry in entries if entry[2].callback is not None]
-            heapq.heapify(entries)
-            self.cancelled = 0
+
+_NOTHING: dict[Any, None] = {}
+
+
+def queue_entry(entry: Any, when: float, ready: deque[Any]) -> None:
+    """A timer or filed task now due joins the ready queue; it still runs only if due then."""
+    if entry.__class__ is Timer:
+        entry.heap = None
+        ready.append(entry.fire)
+        ready.append(())
+    else:
+        ready.append(fire_filed)
+        ready.append((entry, when))
 
 
 class EventLoopBackend(Backend):
@@ -129,6 +181,9 @@ class EventLoopBackend(Backend):
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self._timers.push(self.now() + delay, callback, args)
+
+    def wake_later(self, delay: float, task: Task) -> None:
+        self._timers.file(self.now() + delay, task)
 
     def _run_once(self, now: float) -> None:
         """One iteration: due timers join the ready queue, then what was ready runs."""

@@ -49,25 +49,12 @@ def internal(function: Callable[..., Frame]) -> Callable[..., Frame]:
     return function
 
 
-# -- state (``set_state`` is run by the step loop itself) --------------------
+# -- state and time: ``set_state`` and ``wait`` are run by the step loop itself ------
 
 
 @handles(GetState)
 def _get_state(task: Task, step: GetState) -> Any:
     return task.view.state
-
-
-# -- time --------------------------------------------------------------------
-
-
-@handles(Wait)
-def _wait(task: Task, step: Wait) -> Any:
-    task.waiting = step
-    task.timer = task.runner.backend.call_later(step.seconds, _resume, task, None, None)
-    return SUSPEND
-
-
-_resume = Task.drive  # unbound, so a timer allocates no bound method
 
 
 # -- work --------------------------------------------------------------------

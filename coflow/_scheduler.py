@@ -13,8 +13,10 @@ Invariants, which every backend relies on:
   table keyed by the step's type.  A handler either returns the step's result
   at once (synchronous steps run inline, no trip through the backend) or
   returns ``SUSPEND`` after arranging for something to resume the task later.
-  ``set_state``, the commonest step and the body of every busy loop, is run
-  by the loop itself, saving a call per step.
+  ``set_state``, the commonest step and the body of every busy loop, and
+  ``wait``, the commonest way to block, are run by the loop itself, saving a
+  call per step; a ``wait`` asks the backend to ``wake_later`` the task, which
+  an event-loop backend does by filing the task on its timer heap.
 * Everything runs on the scheduler, one callback at a time: state is never
   touched by two pieces of code at once.  A task that wakes another never runs
   it inline: it posts it with ``call_soon``, so ready tasks run in FIFO order.
@@ -77,8 +79,9 @@ from collections.abc import Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import Cancelled, HeldClock
+from ._event_loop import TimerHeap
 from ._location import INTERNAL_CODES, PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
-from ._steps import SetState
+from ._steps import SetState, Wait
 
 if TYPE_CHECKING:
     from ._backend import Handle
@@ -143,6 +146,7 @@ class Task:
         #: What the task is blocked on (a step, a Join or a work waiter); None when ready.
         self.waiting: Any = None
         self.timer: Any = None
+        #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce.
         self.deadline = 0.0
         self.spin = 0
         #: -1 until cancelled; then the stack depth down to which frames still get Cancelled.
@@ -160,8 +164,6 @@ class Task:
             self.cancel_pending = False
             value, error = self._cancellation()
         frames = self.frames
-        dispatch = DISPATCH
-        fallback = FALLBACK[0]
         budget = SLICE
         while True:
             gen = frames[-1]
@@ -196,8 +198,13 @@ class Task:
                     view = self.view
                     value = step.fn(view.state)
                     view.replace_state(value)
+                elif step.__class__ is Wait:  # the commonest way to block
+                    self.waiting = step
+                    self.runner.backend.wake_later(step.seconds, self)
+                    self.spin = 0
+                    return
                 else:
-                    value = dispatch.get(step.__class__, fallback)(self, step)
+                    value = DISPATCH.get(step.__class__, FALLBACK[0])(self, step)
             except HeldClock:
                 raise  # from a child driven inside the step: the clock's limit, not the step's
             except BaseException as failed:  # raised at the ``yield``, whatever it is
@@ -258,7 +265,10 @@ class Task:
         timer = self.timer
         if timer is not None:
             self.timer = None
-            timer.cancel()
+            if timer.__class__ is TimerHeap:
+                timer.unfile(self)  # filed by ``wake_later``
+            else:
+                timer.cancel()
         self.runner.backend.call_soon(self.drive, value, error)
 
     def cancel(self) -> None:
