@@ -42,6 +42,7 @@ PUBLIC_NAMES = [
     "Supervisor",
     # Results
     "Ok",
+    "Update",
     "Retry",
     "Error",
     "Skip",
@@ -65,6 +66,12 @@ PUBLIC_NAMES = [
     "InvalidStep",
     "Cancelled",
 ]
+#: Exported beyond SPEC: what a backend written outside coflow builds on.
+KIT_NAMES = ["Backend"]
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert sorted(coflow.__all__) == sorted(PUBLIC_NAMES + KIT_NAMES)
 
 
 @pytest.mark.parametrize("name", PUBLIC_NAMES)
