@@ -29,7 +29,7 @@ from ._events import (
     FlowRestarted as FlowRestarted,
     FlowState as FlowState,
 )
-from ._flow import Flow as Flow, flow as flow
+from ._flow import Flow as Flow, FlowGenerator as FlowGenerator, flow as flow
 from ._results import (
     Error as Error,
     Failure as Failure,
@@ -71,6 +71,7 @@ __all__ = [
     "EventStream",
     "Failure",
     "Flow",
+    "FlowGenerator",
     "FlowDone",
     "FlowError",
     "FlowException",

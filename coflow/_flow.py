@@ -18,6 +18,8 @@ from ._errors import InvalidStep
 from ._missing import MISSING
 from ._steps import Step, not_a_flow
 
+#: What a flow function returns: a generator that yields steps (or flows, run as
+#: sub-flows), is sent each one's result, and may return anything (its state is the result).
 FlowGenerator = Generator[Any, Any, Any]
 
 

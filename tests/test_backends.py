@@ -25,7 +25,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from conftest import backend_params, make_backend, needs_gevent
 import coflow
 from coflow import (
     FlowFailed,
+    FlowGenerator,
     FlowStopped,
     Ok,
     get_state,
@@ -49,7 +50,6 @@ from coflow import (
 from coflow.backends.threads import ThreadBackend
 from coflow.backends.virtual import VirtualBackend
 
-FlowGen = Generator[Any, Any, Any]
 REAL_BACKENDS = ["asyncio", "gevent", "threads"]
 INTERRUPTING_BACKENDS = ["asyncio", "gevent"]  # they can interrupt work that is running
 
@@ -180,7 +180,7 @@ def threads_fill_the_pool(backend: Any) -> int:
 
     everyone = threading.Barrier(DEFAULT_MAX_WORKERS)
 
-    def fill_pool() -> FlowGen:
+    def fill_pool() -> FlowGenerator:
         yield parallel([functools.partial(everyone.wait, 5)] * DEFAULT_MAX_WORKERS)
 
     coflow.start(fill_pool, initial_state=None, backend=backend).result(timeout=5)
@@ -216,7 +216,7 @@ def stop_once_started(runner: coflow.Runner, started: Any) -> float:
 
 @pytest.mark.parametrize("name", backend_params(REAL_BACKENDS))
 def test_parallel_tasks_really_run_at_the_same_time(name: str) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         results = yield parallel([KITS[name].nap(0.2, index) for index in range(20)])
         yield set_state(lambda state: results)
 
@@ -238,7 +238,7 @@ def test_race_loser_is_interrupted_and_cleans_up_before_the_race_returns(name: s
     kit = KITS[name]
     loser = Work(kit, cleanup=0.05)  # cleanup that takes a while
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         winner = yield race([loser.fn, kit.nap(0.05, "winner")])
         loser.log.append(("race returned", winner))
 
@@ -260,17 +260,17 @@ def test_threads_race_loser_late_result_is_discarded(caplog: pytest.LogCaptureFi
         loser_returned.set()
         return Ok({**state, "written_by": "loser"})
 
-    def loser() -> FlowGen:
+    def loser() -> FlowGenerator:
         yield run(slow_update)
         return "loser"
 
-    def winner() -> FlowGen:
+    def winner() -> FlowGenerator:
         yield wait(0.05)
         return "winner"
 
     seen: dict[str, Any] = {}
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         seen["race"] = yield race([loser, winner])
         seen["loser still running when the race returned"] = not loser_returned.is_set()
         release.set()
@@ -308,7 +308,7 @@ def test_stop_interrupts_the_running_work(name: str) -> None:
     kit = KITS[name]
     work = Work(kit)
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield run(work.fn)
 
     with make_backend(name) as backend:
@@ -323,7 +323,7 @@ def test_stop_interrupts_the_running_work(name: str) -> None:
 def test_threads_stop_ends_the_flow_while_the_pool_thread_still_runs() -> None:
     work = Work(KITS["threads"])
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield run(work.fn)
 
     with make_backend("threads") as backend:
@@ -357,7 +357,7 @@ def all_signals_in(state: dict[int, list[int]]) -> bool:
 
 @pytest.mark.parametrize("name", backend_params(REAL_BACKENDS))
 def test_signals_from_four_os_threads_are_applied_once_each_in_the_order_sent(name: str) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield wait_until(all_signals_in)
 
     futures: list[list[Any]] = [[] for _ in range(SENDERS)]
@@ -399,7 +399,7 @@ def test_signals_from_four_os_threads_are_applied_once_each_in_the_order_sent(na
 
 
 def test_two_thousand_flows_run_on_one_asyncio_loop() -> None:
-    def count(step: int) -> FlowGen:
+    def count(step: int) -> FlowGenerator:
         yield wait(0.01)
         yield set_state(lambda n: n + step)
         yield wait(0)
@@ -433,11 +433,11 @@ def test_start_stop_cycles_leave_no_tasks_timers_greenlets_or_threads(name: str)
     kit = KITS[name]
     works: list[Work] = []  # the work of the cycles stopped in run (the others stop in wait)
 
-    def blocked_in(cycle: int, work: Work) -> Callable[[], FlowGen]:
-        def in_run() -> FlowGen:
+    def blocked_in(cycle: int, work: Work) -> Callable[[], FlowGenerator]:
+        def in_run() -> FlowGenerator:
             yield run(work.fn)
 
-        def in_wait() -> FlowGen:
+        def in_wait() -> FlowGenerator:
             yield set_state(lambda state: work.started.set())
             yield wait(5)
 
@@ -482,7 +482,7 @@ def test_start_stop_cycles_leave_no_tasks_timers_greenlets_or_threads(name: str)
 # --- how start picks a backend -----------------------------------------------------------------
 
 
-def three_steps() -> FlowGen:
+def three_steps() -> FlowGenerator:
     yield wait(0.01)
     yield set_state(lambda n: n + 1)
 
@@ -641,7 +641,7 @@ def test_a_coroutine_function_given_to_run_is_a_type_error_naming_the_backend(na
 
     caught: list[BaseException] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield run(fetch)
         except TypeError as error:
@@ -671,7 +671,7 @@ def test_asyncio_a_blocking_function_runs_off_the_loop_while_the_loop_keeps_tick
         seen["ticks while blocking"] = ticks[0] - before
         return "slept"
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         seen["result"] = yield run(blocking)
 
     async def ticker() -> None:
@@ -708,7 +708,7 @@ def test_asyncio_an_awaitable_returned_by_a_plain_function_is_awaited_on_the_loo
         assert not inspect.iscoroutinefunction(plain)
         return finish(state)
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         seen["yield gave"] = yield run(plain)
 
     async def main_async() -> Any:
@@ -740,7 +740,7 @@ def test_threads_result_inside_a_flow_callback_raises_instead_of_hanging() -> No
     def wait_for_myself(state: dict[str, Any]) -> Any:
         return runners[0].result(timeout=None)
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield wait_until(lambda state: state["go"])
         yield set_state(wait_for_myself)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
 from coflow import (
+    FlowGenerator,
     InvalidStep,
     RetryPolicy,
     call,
@@ -36,19 +37,17 @@ from coflow import (
 )
 from coflow.backends.virtual import VirtualBackend
 
-Gen = Generator[Any, Any, Any]
 
-
-def fetch() -> Gen:
+def fetch() -> FlowGenerator:
     yield wait(0.01)
     return "fetched"
 
 
-def caught_in(backend: Any, name: str, mistake: Callable[[], Gen]) -> BaseException:
+def caught_in(backend: Any, name: str, mistake: Callable[[], FlowGenerator]) -> BaseException:
     """Run ``mistake`` as a flow called ``name``; the error it caught at its ``yield``."""
     caught: list[BaseException] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield from mistake()
         except Exception as error:
@@ -87,7 +86,7 @@ def test_one_generator_object_twice_in_parallel_or_race_is_a_type_error_at_the_y
 ) -> None:
     generator = fetch()
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield combinator([generator, generator])
 
     error = caught_in(backend, "fan_out", mistake)
@@ -104,7 +103,7 @@ def test_a_function_of_the_state_giving_one_generator_object_twice_is_refused(
 ) -> None:
     generator = fetch()
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield parallel(lambda state: [generator, generator])
 
     message = str(caught_in(backend, "fan_out", mistake))
@@ -118,7 +117,7 @@ def test_a_second_child_of_one_generator_object_is_a_type_error_at_the_yield(
 ) -> None:
     generator = fetch()
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield call(generator)  # the first use runs it
         yield child_step(generator)
 
@@ -136,7 +135,7 @@ def test_yielding_one_generator_object_twice_is_a_type_error_at_the_second_yield
 ) -> None:
     generator = fetch()
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         assert (yield generator) == "fetched"
         yield generator
 
@@ -148,7 +147,7 @@ def test_yielding_one_generator_object_twice_is_a_type_error_at_the_second_yield
 def test_a_sequence_of_one_generator_object_twice_is_refused_at_the_second(backend: Any) -> None:
     generator = fetch()
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield sequence(generator, generator)
 
     message = str(caught_in(backend, "seq", mistake))
@@ -160,7 +159,7 @@ def test_yielding_a_generator_object_started_elsewhere_is_refused(backend: Any) 
     generator = fetch()
     started = coflow.start(generator, backend=backend)
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield generator  # taken by the start above, whether or not it has run yet
 
     message = str(caught_in(backend, "thief", mistake))
@@ -169,7 +168,7 @@ def test_yielding_a_generator_object_started_elsewhere_is_refused(backend: Any) 
 
 
 def test_a_generator_object_that_is_running_is_refused(backend: Any) -> None:
-    def selfish() -> Gen:
+    def selfish() -> FlowGenerator:
         me = yield get_state()
         try:
             yield call(me)
@@ -197,7 +196,7 @@ def test_an_exhausted_generator_object_is_refused_by_start(backend: Any) -> None
 
 
 def test_a_generator_object_used_once_in_each_place_still_runs(backend: Any) -> None:
-    def fine() -> Gen:
+    def fine() -> FlowGenerator:
         first = yield fetch()
         both = yield parallel([fetch(), fetch()])
         child = yield call(fetch())
@@ -245,7 +244,7 @@ def test_a_backoff_giving_a_delay_too_large_for_a_float_raises_at_the_yield(
     def failing(state: Any) -> None:
         raise ConnectionError("down")
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield run(failing, retries=1, backoff=lambda k: HUGE)
 
     error = caught_in(backend, "backing_off", mistake)
@@ -339,7 +338,7 @@ def five(state: Any) -> int:
 def test_a_function_of_the_state_giving_no_iterable_raises_at_the_yield(
     backend: Any, combinator: Callable[..., Any]
 ) -> None:
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield combinator(five)
 
     error = caught_in(backend, "fan_out", mistake)
@@ -368,7 +367,7 @@ def test_embed_of_something_that_is_neither_a_step_nor_a_flow_is_refused_when_bu
 def test_a_timeout_step_holding_a_non_step_names_the_flow_at_the_yield(backend: Any) -> None:
     built = timeout(wait(1), 1)
 
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield dataclasses.replace(built, step=42)  # past the constructor's check
 
     error = caught_in(backend, "guarded", mistake)
@@ -397,7 +396,7 @@ def test_a_step_subclass_has_a_repr() -> None:
 def test_yielding_a_step_subclass_with_no_handler_is_an_invalid_step(
     backend: Any, step: coflow.Step[None]
 ) -> None:
-    def mistake() -> Gen:
+    def mistake() -> FlowGenerator:
         yield step
 
     error = caught_in(backend, "custom", mistake)

@@ -114,10 +114,13 @@ def test_retry_flow_makes_every_attempt_on_the_virtual_backend() -> None:
     assert retry.run_coflow(runs=4, attempts=3) > 0
 
 
-@pytest.mark.parametrize("harness", [
-    pytest.param(backend_overhead.AsyncioHarness, id="asyncio"),
-    pytest.param(lambda: backend_overhead.ThreadsHarness(workers=2), id="threads"),
-])
+@pytest.mark.parametrize(
+    "harness",
+    [
+        pytest.param(backend_overhead.AsyncioHarness, id="asyncio"),
+        pytest.param(lambda: backend_overhead.ThreadsHarness(workers=2), id="threads"),
+    ],
+)
 def test_backend_overhead_rows(harness: Callable[[], backend_overhead.Harness]) -> None:
     rows = backend_overhead.measure_backend(harness(), steps=20, tasks=30, repeats=1)
     assert_rows(rows, 2)

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import coflow
-from coflow import branch, embed, get_state, parallel, sequence, set_state, timeout, wait
+from coflow import (
+    FlowGenerator,
+    branch,
+    embed,
+    get_state,
+    parallel,
+    sequence,
+    set_state,
+    timeout,
+    wait,
+)
 
 if TYPE_CHECKING:
     from conftest import Timeline
 
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
-FlowGen = Generator[Any, Any, Any]
 
 
-def shelve() -> FlowGen:
+def shelve() -> FlowGenerator:
     yield wait(0.1)
     yield set_state(lambda s: {**s, "shelf": "films"})
     return "shelved a film"
@@ -30,7 +39,7 @@ CASES = {
 
 
 def test_branch_runs_the_case_the_selector_picks(backend: Any, timeline: Timeline) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         as_book = yield branch(lambda s: s["kind"], CASES)
         timeline.log(("book case gave", as_book))
         yield set_state(lambda s: {**s, "kind": "film"})
@@ -51,7 +60,7 @@ def test_branch_runs_the_case_the_selector_picks(backend: Any, timeline: Timelin
 def test_branch_runs_the_default_when_no_case_matches(backend: Any) -> None:
     seen: list[Any] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         result = yield branch(
             lambda s: s["kind"], CASES, default=set_state(lambda s: {**s, "shelf": "misc"})
         )
@@ -67,7 +76,7 @@ def test_branch_without_a_match_or_default_raises_at_the_yield(backend: Any) -> 
     # SPEC is silent on the error's type: it must be raised at the yield and name the value.
     caught: list[BaseException] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield branch(lambda s: s["kind"], CASES)
         except Exception as error:
@@ -85,7 +94,7 @@ def test_embed_runs_a_flow_on_part_of_the_state(
 ) -> None:
     events: list[Any] = []
 
-    def visit() -> FlowGen:
+    def visit() -> FlowGenerator:
         user = yield get_state()
         timeline.log(("sees", user))
         yield set_state(lambda u: {**u, "visits": u["visits"] + 1})
@@ -95,7 +104,7 @@ def test_embed_runs_a_flow_on_part_of_the_state(
         yield set_state(lambda u: {**u, "visits": u["visits"] + 1})
         return "visited"
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         result = yield embed(
             visit, get=lambda s: s["user"], put=lambda s, user: {**s, "user": user}
         )
@@ -127,7 +136,7 @@ def test_embed_runs_a_flow_on_part_of_the_state(
 def test_timeout_gives_the_result_the_default_or_flow_timeout(
     backend: Any, timeline: Timeline
 ) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         fast = yield timeout(sequence(wait(0.1), set_state(lambda n: n + 1)), 0.3)
         timeline.log(("fast", fast))
         slow = yield timeout(wait(0.3), 0.1, default="late")
@@ -153,7 +162,7 @@ def test_timeout_gives_the_result_the_default_or_flow_timeout(
 
 
 def test_an_uncaught_timeout_fails_the_flow(backend: Any) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield timeout(wait(0.3), 0.05)
 
     runner = coflow.start(main, initial_state=None, backend=backend)
@@ -166,7 +175,7 @@ def test_an_uncaught_timeout_fails_the_flow(backend: Any) -> None:
 def test_the_timed_out_step_is_cleaned_up_before_timeout_returns(
     backend: Any, timeline: Timeline
 ) -> None:
-    def slow_import() -> FlowGen:
+    def slow_import() -> FlowGenerator:
         try:
             yield wait(0.5)
             timeline.log("import finished")
@@ -176,7 +185,7 @@ def test_the_timed_out_step_is_cleaned_up_before_timeout_returns(
             yield set_state(lambda s: {**s, "released": True})
             timeline.log("cleanup ends")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         result = yield timeout(parallel([slow_import]), 0.1, default="gave up")
         state = yield get_state()
         timeline.log(("timeout gave", result, state))

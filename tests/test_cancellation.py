@@ -8,26 +8,25 @@ when all cleanup is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import coflow
-from coflow import Ok, get_state, parallel, run, set_state, wait, wait_until
+from coflow import FlowGenerator, Ok, get_state, parallel, run, set_state, wait, wait_until
 
 if TYPE_CHECKING:
     from conftest import Timeline
 
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
-FlowGen = Generator[Any, Any, Any]
 
 
 def test_stop_while_waiting(backend: Any, after: After) -> None:
     """Caravela-missing case "stop while waiting"."""
     events: list[Any] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield set_state(lambda s: {**s, "started": True})
         yield wait_until(lambda s: s["go"])
         yield set_state(lambda s: {**s, "finished": True})
@@ -57,7 +56,7 @@ def test_a_stopped_flow_sends_no_events_even_when_its_cleanup_changes_state(
 ) -> None:
     events: list[Any] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
@@ -85,7 +84,7 @@ def test_cancelled_is_a_base_exception_that_except_exception_does_not_catch(
     assert issubclass(coflow.Cancelled, BaseException)
     assert not issubclass(coflow.Cancelled, Exception)
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         except Exception:
@@ -111,7 +110,7 @@ def test_cleanup_steps_run_to_completion_and_are_not_cancelled_again(
         timeline.log("release")
         return Ok({**state, "released": True})
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         except coflow.Cancelled:
@@ -148,7 +147,7 @@ def test_cleanup_steps_run_to_completion_and_are_not_cancelled_again(
 def test_sub_flows_are_cancelled_before_the_flows_that_contain_them(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def nested(depth: int) -> FlowGen:
+    def nested(depth: int) -> FlowGenerator:
         try:
             if depth == 0:
                 yield wait(1.0)
@@ -157,7 +156,7 @@ def test_sub_flows_are_cancelled_before_the_flows_that_contain_them(
         finally:
             timeline.log(f"finally at depth {depth}")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield nested(2)
         finally:
@@ -181,13 +180,13 @@ def test_sub_flows_are_cancelled_before_the_flows_that_contain_them(
 def test_parallel_branches_are_cancelled_last_started_first(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def worker(label: str) -> FlowGen:
+    def worker(label: str) -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
             timeline.log(f"{label} finally")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield parallel([worker("first"), worker("second"), worker("third")])
         finally:
@@ -209,7 +208,7 @@ def test_parallel_branches_are_cancelled_last_started_first(
 
 
 def test_stop_is_idempotent(backend: Any, timeline: Timeline, after: After) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
@@ -237,7 +236,7 @@ def test_stop_reports_stopped_only_after_the_cleanup(
 ) -> None:
     status_right_after_stop: list[str] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
@@ -287,18 +286,18 @@ def test_an_error_in_cleanup_is_reported_but_never_replaces_the_original_error(
 ) -> None:
     events: list[Any] = []
 
-    def failing() -> FlowGen:
+    def failing() -> FlowGenerator:
         yield wait(0.1)
         raise ValueError("the original error")
 
-    def sibling() -> FlowGen:
+    def sibling() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
             yield set_state(lambda s: {**s, "sibling cleanup ran": True})
             raise KeyError("cleanup broke")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield parallel([sibling, failing])
 
     runner = coflow.start(main, initial_state={}, notify=events.append, backend=backend)
@@ -326,7 +325,7 @@ def test_an_error_in_cleanup_is_reported_but_never_replaces_the_original_error(
 def test_an_error_in_cleanup_after_a_stop_leaves_the_flow_stopped(
     backend: Any, after: After, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
@@ -351,7 +350,7 @@ def test_stop_cancels_in_flight_run_work(backend: Any, timeline: Timeline, after
         timeline.log("attempt")
         raise ConnectionError("service down")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield run(flaky, retries=5, base_delay=0.1)
         finally:

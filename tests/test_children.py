@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import queue
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,6 +27,7 @@ from coflow import (
     ChildFailed,
     FlowDone,
     FlowFailed,
+    FlowGenerator,
     FlowState,
     FlowStopped,
     FlowTimeout,
@@ -45,45 +46,46 @@ if TYPE_CHECKING:
     from conftest import Timeline
 
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
-FlowGen = Generator[Any, Any, Any]
 
 
 # Module-level flows, so that their names (the child runners' names) are plain.
 
 
 @coflow.flow(initial_state={"count": 0})
-def counter() -> FlowGen:
+def counter() -> FlowGenerator:
     """A child with a declared initial state: counts twice, pausing between."""
     yield set_state(lambda s: {**s, "count": s["count"] + 1})
     yield wait(0.05)
     yield set_state(lambda s: {**s, "count": s["count"] + 1})
 
 
-def plain_child() -> FlowGen:
+def plain_child() -> FlowGenerator:
     """A generator function child: no declared initial state."""
     state = yield get_state()
     yield wait(0.05)
     yield set_state(lambda s: ("plain child saw", state))
 
 
-def instant_child() -> FlowGen:
+def instant_child() -> FlowGenerator:
     """Finishes without ever blocking."""
     yield set_state(lambda s: (s or 0) + 1)
 
 
-def blocked_forever() -> FlowGen:
+def blocked_forever() -> FlowGenerator:
     yield wait_until(lambda s: False)
 
 
-def worker(label: str) -> FlowGen:
+def worker(label: str) -> FlowGenerator:
     yield wait(0.05)
     yield set_state(lambda s: label)
 
 
-def _child_with_cleanup(timeline: Timeline, seconds: float | None = None) -> Callable[[], FlowGen]:
+def _child_with_cleanup(
+    timeline: Timeline, seconds: float | None = None
+) -> Callable[[], FlowGenerator]:
     """A child that runs ``seconds`` (forever if None), and takes 0.1 s to clean up when stopped."""
 
-    def slow() -> FlowGen:
+    def slow() -> FlowGenerator:
         try:
             if seconds is None:
                 yield wait_until(lambda s: False)
@@ -110,7 +112,7 @@ def _started(runner: coflow.Runner, holder: list[coflow.Runner]) -> coflow.Runne
 def test_call_gives_the_child_final_state_and_leaves_the_parent_state_alone(
     backend: Any, timeline: Timeline
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         declared = yield call(counter)
         timeline.log(("declared", declared))
         given = yield call(counter, initial_state={"count": 10})
@@ -140,7 +142,7 @@ def test_call_gives_the_child_final_state_and_leaves_the_parent_state_alone(
 def test_call_of_a_child_that_never_blocks_gives_its_result_at_once(
     backend: Any, timeline: Timeline
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         results = []
         for start in (None, 1, 41):
             results.append((yield call(instant_child, initial_state=start)))
@@ -160,7 +162,7 @@ def test_the_child_notify_sees_its_events_and_the_parent_notify_does_not(backend
     queued: queue.Queue[Any] = queue.Queue()
     parent_events: list[Any] = []
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield set_state(lambda s: "parent calling")
         yield call(counter, notify=child_events.append)
         yield call(counter, initial_state={"count": 5}, notify=queued)
@@ -200,13 +202,13 @@ def test_a_failed_child_raises_child_failed_that_the_parent_can_catch(
 ) -> None:
     boom = ValueError("child broke")
 
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         if when == "after a wait":
             yield wait(0.1)
         yield set_state(lambda s: "half way")
         raise boom
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield call(child)
         except ChildFailed as failed:
@@ -235,11 +237,11 @@ def test_a_failed_child_raises_child_failed_that_the_parent_can_catch(
 def test_an_uncaught_child_failure_fails_the_parent(backend: Any) -> None:
     events: list[Any] = []
 
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         yield wait(0.05)
         raise KeyError("missing")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield call(child)
         yield set_state(lambda s: "not reached")
 
@@ -262,7 +264,7 @@ def test_a_child_stopped_from_outside_makes_call_raise_child_failed_with_flow_st
 ) -> None:
     child = _child_with_cleanup(timeline)
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield call(child)
         except ChildFailed as failed:
@@ -287,7 +289,7 @@ def test_a_child_stopped_from_outside_makes_call_raise_child_failed_with_flow_st
 # call(timeout=...)
 
 
-def _slow_child(timeline: Timeline) -> Callable[[], FlowGen]:
+def _slow_child(timeline: Timeline) -> Callable[[], FlowGenerator]:
     return _child_with_cleanup(timeline, seconds=1.0)
 
 
@@ -297,7 +299,7 @@ def test_call_timeout_with_a_timeout_value_stops_the_child_and_gives_the_value(
     slow = _slow_child(timeline)
     holder: list[coflow.Runner] = []
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         value = yield call(slow, timeout=0.1, timeout_value="too late")
         (child,) = holder[0].children()
         timeline.log(("parent resumed", value, child.status))
@@ -321,7 +323,7 @@ def test_call_timeout_with_a_timeout_value_stops_the_child_and_gives_the_value(
 def test_call_timeout_with_a_none_timeout_value_gives_none(
     backend: Any, timeline: Timeline
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         value = yield call(blocked_forever, timeout=0.1, timeout_value=None)
         timeline.log(("value", value))
 
@@ -336,7 +338,7 @@ def test_call_timeout_without_a_timeout_value_raises_flow_timeout_at_the_call(
 ) -> None:
     slow = _slow_child(timeline)
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield call(slow, timeout=0.1)
         except FlowTimeout as timed_out:
@@ -358,7 +360,7 @@ def test_call_timeout_without_a_timeout_value_raises_flow_timeout_at_the_call(
 
 
 def test_an_uncaught_call_timeout_fails_the_parent(backend: Any) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield call(blocked_forever, timeout=0.05)
 
     runner = coflow.start(parent, initial_state=None, backend=backend)
@@ -375,13 +377,13 @@ def test_an_uncaught_call_timeout_fails_the_parent(backend: Any) -> None:
 def test_spawn_gives_a_running_runner_at_once_and_the_parent_goes_on(
     backend: Any, timeline: Timeline
 ) -> None:
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         timeline.log("child starts")
         yield wait(0.1)
         yield set_state(lambda s: {**s, "child": "done"})
         timeline.log("child ends")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         timeline.log("before spawn")
         spawned = yield spawn(child, initial_state={"own": True})
         timeline.log(("spawned", isinstance(spawned, coflow.Runner), spawned.status))
@@ -414,7 +416,7 @@ def test_spawn_gives_a_running_runner_at_once_and_the_parent_goes_on(
 def test_spawn_with_the_same_ref_twice_gives_the_same_runner(backend: Any, after: After) -> None:
     seen: dict[str, Any] = {}
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         first = yield spawn(blocked_forever, ref="one")
         second = yield spawn(blocked_forever, ref="one")
         other_ref = yield spawn(blocked_forever, ref="two")
@@ -444,7 +446,7 @@ def test_spawn_with_the_same_ref_twice_gives_the_same_runner(backend: Any, after
 def test_spawn_without_a_ref_starts_a_new_child_each_time(backend: Any) -> None:
     spawned: list[coflow.Runner] = []
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         spawned.append((yield spawn(worker("x"))))
         spawned.append((yield spawn(worker("y"))))
         spawned.append((yield spawn(counter)))
@@ -463,12 +465,12 @@ def test_call_with_a_ref_of_a_done_child_gives_its_result_without_a_new_child(
 ) -> None:
     starts: list[str] = []
 
-    def payment() -> FlowGen:
+    def payment() -> FlowGenerator:
         starts.append("payment")
         yield wait(0.1)
         yield set_state(lambda s: {"paid": len(starts)})
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         first = yield call(payment, ref="pay")
         timeline.log(("first", first))
         again = yield call(payment, ref="pay")
@@ -498,12 +500,12 @@ def test_call_with_a_ref_of_a_failed_child_raises_child_failed_at_once(
 ) -> None:
     starts: list[str] = []
 
-    def charge() -> FlowGen:
+    def charge() -> FlowGenerator:
         starts.append("charge")
         yield wait(0.1)
         raise ConnectionError("card declined")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         for attempt in ("first", "second"):
             try:
                 yield call(charge, ref="card")
@@ -522,11 +524,11 @@ def test_call_with_a_ref_of_a_failed_child_raises_child_failed_at_once(
 def test_call_with_a_ref_of_a_running_child_waits_for_it(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def job() -> FlowGen:
+    def job() -> FlowGenerator:
         message = yield receive()
         yield set_state(lambda s: ("job got", message))
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         spawned = yield spawn(job, ref="job")
         timeline.log("spawned")
         final = yield call(job, ref="job")
@@ -541,7 +543,7 @@ def test_call_with_a_ref_of_a_running_child_waits_for_it(
 
 
 def test_a_ref_whose_child_was_stopped_starts_a_new_child(backend: Any, timeline: Timeline) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         first = yield spawn(blocked_forever, ref="k")
         first.stop()
         yield wait(0.05)
@@ -572,7 +574,7 @@ def test_a_ref_whose_child_was_stopped_starts_a_new_child(backend: Any, timeline
 def test_a_call_with_a_ref_whose_child_is_stopped_while_waited_raises_then_restarts(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield call(worker("never"), ref="w", timeout=0.02)
         except FlowTimeout:
@@ -593,7 +595,7 @@ def test_a_call_with_a_ref_whose_child_is_stopped_while_waited_raises_then_resta
 def test_children_keeps_the_latest_hundred_unreffed_finished_children_and_all_reffed(
     backend: Any,
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield call(instant_child, ref="kept", initial_state=-1)
         for index in range(150):
             yield call(instant_child, initial_state=index)
@@ -608,7 +610,7 @@ def test_children_keeps_the_latest_hundred_unreffed_finished_children_and_all_re
 
 
 def test_children_with_an_unknown_status_is_a_value_error(backend: Any) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield call(instant_child)
 
     runner = coflow.start(parent, initial_state=None, backend=backend)
@@ -634,11 +636,11 @@ def test_a_runner_without_children_lists_none(backend: Any) -> None:
 def test_stopping_a_parent_stops_its_running_children_first_and_ends_after_all_cleanup(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def quick() -> FlowGen:
+    def quick() -> FlowGenerator:
         yield wait(0.05)
         timeline.log("quick done")
 
-    def blocker(label: str) -> FlowGen:
+    def blocker(label: str) -> FlowGenerator:
         try:
             yield wait_until(lambda s: False)
         finally:
@@ -646,7 +648,7 @@ def test_stopping_a_parent_stops_its_running_children_first_and_ends_after_all_c
             yield wait(0.1)
             timeline.log(f"{label} cleanup ends")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield spawn(quick)
             yield spawn(blocker("b"))
@@ -695,21 +697,21 @@ def test_stopping_a_parent_stops_its_running_children_first_and_ends_after_all_c
 def test_stopping_a_parent_cascades_to_grandchildren_innermost_first(
     backend: Any, timeline: Timeline, after: After
 ) -> None:
-    def grandchild() -> FlowGen:
+    def grandchild() -> FlowGenerator:
         try:
             yield wait(10.0)
         finally:
             timeline.log("grandchild cleanup")
             yield wait(0.05)
 
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         try:
             yield call(grandchild)
         finally:
             timeline.log("child cleanup")
             yield wait(0.05)
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield call(child)
         finally:
@@ -741,7 +743,7 @@ def test_a_failing_parent_stops_its_running_children_before_it_reports_failed(
 
     child = _child_with_cleanup(timeline)
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield spawn(child)
         yield spawn(worker("finished early"))
         yield wait(0.1)
@@ -771,13 +773,13 @@ def test_a_failing_parent_stops_its_running_children_before_it_reports_failed(
 def test_a_parent_that_completes_leaves_its_spawned_child_running(
     backend: Any, timeline: Timeline
 ) -> None:
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         timeline.log("child starts")
         yield wait(0.1)
         yield set_state(lambda s: "child finished")
         timeline.log("child ends")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield spawn(child)
         timeline.log("parent ends")
 
@@ -795,7 +797,7 @@ def test_a_parent_that_completes_leaves_its_spawned_child_running(
 def test_stopping_a_finished_parent_leaves_its_still_running_spawned_child_alone(
     backend: Any,
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield spawn(worker("still finishes"))
 
     runner = coflow.start(parent, initial_state=None, backend=backend)
@@ -810,7 +812,7 @@ def test_stopping_a_finished_parent_leaves_its_still_running_spawned_child_alone
 def test_a_child_stopped_on_its_own_does_not_stop_the_parent(
     backend: Any, timeline: Timeline
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         spawned = yield spawn(blocked_forever)
         spawned.stop()
         yield wait(0.05)
@@ -854,7 +856,7 @@ def test_call_and_spawn_steps_are_comparable_values_with_a_readable_repr(backend
         step.ref = "changed"  # type: ignore[misc]
 
     # Stepped by hand, a parent yields exactly these values ...
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         result = yield call(counter, ref="a")
         child = yield spawn(plain_child)
         return result, child
@@ -897,7 +899,7 @@ def test_bad_call_and_spawn_arguments_are_rejected_when_the_step_is_built(
         build()
 
     # Built inside a flow, the error escapes the flow at that line, before any child starts.
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield wait(0.01)
         yield build()
 
@@ -920,7 +922,7 @@ def test_good_call_and_spawn_arguments_are_accepted(backend: Any) -> None:
     ):
         assert step == step
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         stepped = yield call(wait(0.01), initial_state="a step as a flow")
         from_object = yield call(worker("generator object"))
         return stepped, from_object
@@ -939,7 +941,7 @@ def test_good_call_and_spawn_arguments_are_accepted(backend: Any) -> None:
 def test_call_inside_parallel_runs_the_children_concurrently(
     backend: Any, timeline: Timeline
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         results = yield parallel(
             [call(worker("slow"), ref="slow"), call(counter), call(instant_child, initial_state=9)]
         )
@@ -955,18 +957,18 @@ def test_call_inside_parallel_runs_the_children_concurrently(
 def test_a_failing_call_inside_parallel_stops_the_sibling_children(
     backend: Any, timeline: Timeline
 ) -> None:
-    def failing() -> FlowGen:
+    def failing() -> FlowGenerator:
         yield wait(0.05)
         raise ValueError("branch child broke")
 
-    def slow() -> FlowGen:
+    def slow() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
             timeline.log("slow child cleanup")
             yield wait(0.05)
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield parallel([call(slow), call(failing)])
         except ChildFailed as failed:
@@ -982,7 +984,7 @@ def test_a_failing_call_inside_parallel_stops_the_sibling_children(
 def test_call_inside_race_stops_the_loser_child_before_the_race_returns(
     backend: Any, timeline: Timeline
 ) -> None:
-    def slow() -> FlowGen:
+    def slow() -> FlowGenerator:
         try:
             yield wait(1.0)
             timeline.log("slow finished")
@@ -991,11 +993,11 @@ def test_call_inside_race_stops_the_loser_child_before_the_race_returns(
             yield wait(0.1)
             timeline.log("loser cleanup ends")
 
-    def fast() -> FlowGen:
+    def fast() -> FlowGenerator:
         yield wait(0.1)
         yield set_state(lambda s: "fast won")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         winner = yield race([call(slow), call(fast)])
         timeline.log(("race returned", winner))
 
@@ -1017,7 +1019,7 @@ def test_call_inside_race_stops_the_loser_child_before_the_race_returns(
 def test_a_call_raced_against_a_timer_is_stopped_when_the_timer_wins(
     backend: Any, timeline: Timeline
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         winner = yield race([call(blocked_forever), wait(0.1)])
         timeline.log(("race returned", winner))
 
@@ -1032,11 +1034,11 @@ def test_a_call_raced_against_a_timer_is_stopped_when_the_timer_wins(
 
 
 def test_an_error_in_a_child_notes_the_path_parent_then_child(backend: Any) -> None:
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         yield wait(0.01)
         raise ValueError("deep down")
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield call(child)
 
     runner = coflow.start(parent, initial_state=None, backend=backend)
@@ -1057,15 +1059,15 @@ def test_an_error_in_a_child_notes_the_path_parent_then_child(backend: Any) -> N
 
 
 def test_an_error_in_a_grandchild_notes_the_whole_path(backend: Any) -> None:
-    def grandchild() -> FlowGen:
+    def grandchild() -> FlowGenerator:
         yield wait(0.01)
         raise KeyError("deepest")
 
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         yield spawn(worker("sibling"))
         yield call(grandchild)
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield call(child)
 
     runner = coflow.start(parent, initial_state=None, backend=backend, name="root")
@@ -1082,11 +1084,11 @@ def test_an_error_in_a_grandchild_notes_the_whole_path(backend: Any) -> None:
     assert any("in flow root > child > grandchild" in note for note in notes), notes
 
 
-def _nested_calls(depth: int, leaf: Callable[[], FlowGen]) -> Callable[[], FlowGen]:
+def _nested_calls(depth: int, leaf: Callable[[], FlowGenerator]) -> Callable[[], FlowGenerator]:
     """A flow that calls a flow that calls ... ``depth`` levels down to ``leaf``."""
 
-    def level(below: Callable[[], FlowGen]) -> Callable[[], FlowGen]:
-        def body() -> FlowGen:
+    def level(below: Callable[[], FlowGenerator]) -> Callable[[], FlowGenerator]:
+        def body() -> FlowGenerator:
             yield call(below)
 
         return body
@@ -1106,7 +1108,7 @@ def test_a_chain_of_children_deeper_than_the_recursion_limit_stops_innermost_fir
     cleaned_up: list[str] = []
     reached = Gate(backend)
 
-    def leaf() -> FlowGen:
+    def leaf() -> FlowGenerator:
         try:
             reached.open()
             yield wait_until(lambda s: False)
@@ -1129,7 +1131,7 @@ def test_a_chain_of_children_deeper_than_the_recursion_limit_stops_innermost_fir
 def test_a_failure_at_the_bottom_of_a_deep_chain_reaches_the_top_as_child_failed(
     backend: Any,
 ) -> None:
-    def leaf() -> FlowGen:
+    def leaf() -> FlowGenerator:
         yield wait(0.01)
         raise KeyError("deep")
 

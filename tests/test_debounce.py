@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
-from coflow import FlowStopped, debounce, parallel, set_state, wait, wait_until
+from coflow import FlowGenerator, FlowStopped, debounce, parallel, set_state, wait, wait_until
 
-Gen = Generator[Any, Any, Any]
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
@@ -18,7 +17,7 @@ def test_caravela_debounce_fires_once_after_a_burst_of_signals(
     backend: Any, timeline: Any, after: After
 ) -> None:
     @coflow.flow(initial_state={"dirty": False, "edits": 0})
-    def sync_book() -> Gen:
+    def sync_book() -> FlowGenerator:
         while True:
             yield wait_until(lambda state: state["dirty"])
             state = yield debounce(0.1)
@@ -42,7 +41,7 @@ def test_caravela_debounce_fires_once_after_a_burst_of_signals(
 
 
 def test_debounce_with_no_change_waits_exactly_its_window(backend: Any, timeline: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         timeline.log("start")
         yield debounce(0.2)
         timeline.log("quiet")
@@ -56,7 +55,7 @@ def test_debounce_with_no_change_waits_exactly_its_window(backend: Any, timeline
 def test_a_signal_at_75_percent_of_the_window_moves_the_end_to_175_percent(
     backend: Any, timeline: Any, after: After
 ) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         timeline.log("start")
         yield debounce(0.2)
         timeline.log("quiet")
@@ -76,7 +75,7 @@ def test_a_signal_at_75_percent_of_the_window_moves_the_end_to_175_percent(
 def test_a_signal_that_leaves_the_state_equal_still_restarts_debounce(
     backend: Any, timeline: Any, after: After
 ) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield debounce(0.2)
         timeline.log("quiet")
 
@@ -88,16 +87,16 @@ def test_a_signal_that_leaves_the_state_equal_still_restarts_debounce(
 
 
 def test_a_set_state_by_a_parallel_branch_restarts_debounce(backend: Any, timeline: Any) -> None:
-    def settler() -> Gen:
+    def settler() -> FlowGenerator:
         yield debounce(0.2)
         timeline.log("quiet")
 
-    def changer() -> Gen:
+    def changer() -> FlowGenerator:
         yield wait(0.1)
         timeline.log("change")
         yield set_state(lambda state: state + 1)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield parallel([settler(), changer()])
 
     runner = coflow.start(body, initial_state=0, backend=backend)
@@ -109,7 +108,7 @@ def test_a_set_state_by_a_parallel_branch_restarts_debounce(backend: Any, timeli
 def test_debounce_gives_the_state_after_the_quiet_period(backend: Any, after: After) -> None:
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         results.append((yield debounce(0.1)))
 
     runner = coflow.start(body, initial_state={"n": 0}, backend=backend)

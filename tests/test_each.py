@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import coflow
-from coflow import Error, Ok, Skip, each, get_state, set_state, wait
+from coflow import Error, FlowGenerator, Ok, Skip, each, get_state, set_state, wait
 
 if TYPE_CHECKING:
     from conftest import Timeline
-
-FlowGen = Generator[Any, Any, Any]
 
 
 def add_to_total(item: int, state: dict[str, Any]) -> Ok[dict[str, Any]]:
@@ -23,7 +20,7 @@ def add_to_total(item: int, state: dict[str, Any]) -> Ok[dict[str, Any]]:
 def test_each_sums(backend: Any, timeline: Timeline) -> None:
     """Caravela case "each sums"."""
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         after_loop = yield each("numbers", add_to_total)
         timeline.log(("each gave", after_loop["total"]))
 
@@ -60,7 +57,7 @@ def test_each_with_skip(backend: Any) -> None:
 
 
 def test_each_over_a_function_of_the_state(backend: Any) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield each(lambda s: range(1, s["n"] + 1), add_to_total)
 
     runner = coflow.start(main, initial_state={"n": 4, "total": 100}, backend=backend)
@@ -78,7 +75,7 @@ def test_progress_made_before_an_error_is_kept_and_observed(
             raise ValueError(f"cannot import {item}")
         return Ok({**state, "done": [*state["done"], item]})
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield each("items", import_item)
         except ValueError as error:
@@ -106,7 +103,7 @@ def test_an_uncaught_error_fails_the_flow_with_the_progress_kept(backend: Any) -
             return Error(LookupError("no such item"))
         return Ok({**state, "done": [*state["done"], item]})
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield each("items", import_item)
 
     runner = coflow.start(
@@ -128,7 +125,7 @@ def test_error_results_are_raised_at_the_yield(backend: Any) -> None:
     caught: list[BaseException] = []
     reason = KeyError("the reason itself")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield each("items", lambda item, state: Error(reason))
         except KeyError as error:
@@ -151,7 +148,7 @@ def test_a_missing_key_or_a_non_iterable_is_raised_at_the_yield(backend: Any) ->
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"count": 5}, name="walk_items")
-    def walk_items() -> FlowGen:
+    def walk_items() -> FlowGenerator:
         try:
             yield each("absent_key", add_to_total)
         except Exception as error:
@@ -178,13 +175,13 @@ def test_a_missing_key_or_a_non_iterable_is_raised_at_the_yield(backend: Any) ->
 def test_a_generator_function_callback_runs_as_a_sub_flow_per_item(
     backend: Any, timeline: Timeline
 ) -> None:
-    def import_one(item: str) -> FlowGen:
+    def import_one(item: str) -> FlowGenerator:
         before = yield get_state()
         yield wait(0.1)
         yield set_state(lambda s: {**s, "done": [*s["done"], item]})
         timeline.log((item, before["done"]))
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         after_loop = yield each("items", import_one)
         timeline.log(("each gave", after_loop["done"]))
 

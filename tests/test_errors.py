@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,6 +25,7 @@ from coflow import (
     Deadlock,
     FlowException,
     FlowFailed,
+    FlowGenerator,
     FlowNotRunning,
     FlowStopped,
     FlowTimeout,
@@ -43,8 +44,6 @@ from coflow import (
 )
 from coflow.backends.virtual import VirtualBackend
 
-Gen = Generator[Any, Any, Any]
-
 # Yielding something that is not a step
 
 
@@ -53,7 +52,7 @@ def test_yielding_a_non_step_raises_invalid_step_at_that_yield(backend: Any, val
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state="start", name="bad_yielder")
-    def bad_yielder() -> Gen:
+    def bad_yielder() -> FlowGenerator:
         try:
             yield value
         except InvalidStep as err:
@@ -71,7 +70,7 @@ def test_yielding_a_non_step_raises_invalid_step_at_that_yield(backend: Any, val
 
 def test_uncaught_invalid_step_fails_the_flow(backend: Any) -> None:
     @coflow.flow(initial_state=0, name="careless")
-    def careless() -> Gen:
+    def careless() -> FlowGenerator:
         yield wait(0.01)
         yield 42
 
@@ -93,7 +92,7 @@ def test_yielding_an_uncalled_step_constructor_hints_at_calling_it(
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state=0, name="forgetful")
-    def forgetful() -> Gen:
+    def forgetful() -> FlowGenerator:
         try:
             yield constructor
         except InvalidStep as err:
@@ -168,7 +167,7 @@ def test_collect_as_on_a_plain_state_is_a_type_error_at_the_yield(
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state=5, name="counter_flow")
-    def counter_flow() -> Gen:
+    def counter_flow() -> FlowGenerator:
         try:
             yield combinator([lambda: 1, lambda: 2], collect_as="results")
         except TypeError as err:
@@ -190,7 +189,7 @@ def test_each_on_a_missing_key_raises_at_the_yield(backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"books": []}, name="importer")
-    def importer() -> Gen:
+    def importer() -> FlowGenerator:
         try:
             yield each("urls", lambda url, s: Ok(s))
         except Exception as err:
@@ -209,7 +208,7 @@ def test_each_on_a_non_iterable_raises_at_the_yield(backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"urls": 5}, name="importer")
-    def importer() -> Gen:
+    def importer() -> FlowGenerator:
         try:
             yield each("urls", lambda url, s: Ok(s))
         except Exception as err:
@@ -232,7 +231,7 @@ def test_each_on_a_function_returning_a_non_iterable_raises_at_the_yield(backend
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"count": 3}, name="tally")
-    def counter() -> Gen:
+    def counter() -> FlowGenerator:
         try:
             yield each(_count_of, lambda item, s: Ok(s))
         except Exception as err:
@@ -251,7 +250,7 @@ def test_raising_predicate_raises_at_the_wait_until(backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={}, name="watcher")
-    def watcher() -> Gen:
+    def watcher() -> FlowGenerator:
         try:
             yield wait_until(lambda s: s["ready"])
         except KeyError as err:
@@ -270,7 +269,7 @@ def test_predicate_raising_on_a_recheck_raises_at_the_wait_until(backend: Any, a
         return bool(1 / state["divisor"] > 1)  # raises once divisor becomes 0
 
     @coflow.flow(initial_state={"divisor": 1}, name="watcher")
-    def watcher() -> Gen:
+    def watcher() -> FlowGenerator:
         try:
             yield wait_until(ready)
         except ZeroDivisionError as err:
@@ -290,7 +289,7 @@ def test_raising_set_state_function_raises_at_the_yield(backend: Any) -> None:
         raise error
 
     @coflow.flow(initial_state=1, name="updater")
-    def updater() -> Gen:
+    def updater() -> FlowGenerator:
         try:
             yield set_state(update)
         except ValueError as err:
@@ -313,7 +312,7 @@ def test_raising_each_callback_raises_at_the_yield_and_keeps_progress(backend: A
         return Ok({**state, "done": [*state["done"], item]})
 
     @coflow.flow(initial_state={"items": [1, 2, 3, 4], "done": []}, name="worker")
-    def worker() -> Gen:
+    def worker() -> FlowGenerator:
         try:
             yield each("items", record)
         except RuntimeError as err:
@@ -326,7 +325,7 @@ def test_raising_each_callback_raises_at_the_yield_and_keeps_progress(backend: A
 
 def test_uncaught_raising_predicate_fails_the_flow_with_it_as_cause(backend: Any) -> None:
     @coflow.flow(initial_state={}, name="watcher")
-    def watcher() -> Gen:
+    def watcher() -> FlowGenerator:
         yield wait_until(lambda s: s["ready"])
 
     runner = coflow.start(watcher, backend=backend)
@@ -353,7 +352,7 @@ def test_coroutine_function_given_to_run_on_virtual_is_a_type_error_naming_the_b
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state=0, name="fetcher")
-    def fetcher() -> Gen:
+    def fetcher() -> FlowGenerator:
         try:
             yield run(work)
         except TypeError as err:
@@ -369,7 +368,7 @@ def test_coroutine_function_given_to_run_on_virtual_is_a_type_error_naming_the_b
 
 def _ended_runner(backend: Any, how: str) -> coflow.Runner:
     @coflow.flow(initial_state=0, name="finished_flow")
-    def finished_flow() -> Gen:
+    def finished_flow() -> FlowGenerator:
         yield wait(0.01)
         if how == "failed":
             raise RuntimeError("boom")
@@ -443,7 +442,7 @@ def test_except_exception_in_a_flow_does_not_swallow_a_stop(backend: Any, after:
     swallowed: list[BaseException] = []
 
     @coflow.flow(initial_state=0, name="greedy")
-    def greedy() -> Gen:
+    def greedy() -> FlowGenerator:
         try:
             yield wait_until(lambda s: False)
         except Exception as err:  # must not see the cancellation
@@ -464,20 +463,20 @@ def _explode(state: Any) -> Any:
     raise ConnectionError("service down")
 
 
-def fetch_part(part: str) -> Gen:
+def fetch_part(part: str) -> FlowGenerator:
     yield get_state()
     yield run(_explode)
     return part
 
 
 @coflow.flow(initial_state=None, name="outer_flow")
-def outer_flow() -> Gen:
+def outer_flow() -> FlowGenerator:
     yield wait(0.01)
     yield fetch_part("cover")
 
 
 @coflow.flow(initial_state=None, name="lonely_flow")
-def lonely_flow() -> Gen:
+def lonely_flow() -> FlowGenerator:
     yield wait(0.01)
     yield run(_explode)
 
@@ -544,11 +543,11 @@ def test_the_traceback_reads_like_nested_calls_through_each_yield(backend: Any) 
 def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(backend: Any) -> None:
     """A caller resumed as its child ends runs outside the step loop's exception handlers."""
 
-    def quick_child() -> Gen:
+    def quick_child() -> FlowGenerator:
         yield wait(0.01)  # blocks first: its end, not its start, resumes the parent
         yield set_state(lambda s: "done")
 
-    def parent_after_child() -> Gen:
+    def parent_after_child() -> FlowGenerator:
         yield coflow.call(quick_child)
         raise LookupError("after the child")
 

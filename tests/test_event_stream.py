@@ -13,20 +13,26 @@ import asyncio
 import concurrent.futures
 import gc
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from conftest import run_async
 
 import coflow
-from coflow import FlowDone, FlowError, FlowRestarted, FlowState, FlowStopped, wait_until
+from coflow import (
+    FlowDone,
+    FlowError,
+    FlowGenerator,
+    FlowRestarted,
+    FlowState,
+    FlowStopped,
+    wait_until,
+)
 from coflow.backends.virtual import VirtualBackend
 
-Gen = Generator[Any, Any, Any]
 
-
-def waits_for_100() -> Gen:
+def waits_for_100() -> FlowGenerator:
     yield wait_until(lambda s: s >= 100)
 
 
@@ -300,7 +306,7 @@ def test_maxsize_drops_the_oldest_state_events_and_keeps_the_final_one(backend: 
 def test_maxsize_keeps_a_flow_error(backend: Any) -> None:
     reason = RuntimeError("crash")
 
-    def crashing() -> Gen:
+    def crashing() -> FlowGenerator:
         yield wait_until(lambda s: s >= 3)
         raise reason
 

@@ -66,8 +66,9 @@ PUBLIC_NAMES = [
     "InvalidStep",
     "Cancelled",
 ]
-#: Exported beyond SPEC: what a backend written outside coflow builds on.
-KIT_NAMES = ["Backend"]
+#: Exported beyond SPEC: the type of a flow function's generator, and what a backend written
+#: outside coflow builds on.
+KIT_NAMES = ["FlowGenerator", "Backend"]
 
 
 def test_all_is_exactly_the_public_names() -> None:

@@ -11,15 +11,14 @@ import gc
 import logging
 import sys
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
-from coflow import Ok, race, run, set_state, wait, wait_until
+from coflow import FlowGenerator, Ok, race, run, set_state, wait, wait_until
 
-FlowGen = Generator[Any, Any, Any]
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 #: The ``BaseException``s user code raises that are not ``Exception``s.
@@ -29,7 +28,7 @@ BASE_EXCEPTIONS = [SystemExit, KeyboardInterrupt, GeneratorExit]
 def assert_still_serving(backend: Any) -> None:
     """Another flow, with a timer and a state change, still runs to its end."""
 
-    def probe() -> FlowGen:
+    def probe() -> FlowGenerator:
         yield wait(0.01)
         yield set_state(lambda s: s + 1)
 
@@ -49,7 +48,7 @@ def failure_of(runner: coflow.Runner) -> BaseException:
 
 @pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
 def test_a_flow_raising_a_base_exception_fails_with_it(backend: Any, kind: type) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield wait(0.01)
         raise kind()
 
@@ -58,7 +57,7 @@ def test_a_flow_raising_a_base_exception_fails_with_it(backend: Any, kind: type)
 
 
 def test_sys_exit_in_a_flow_fails_it(backend: Any) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield wait(0.01)
         sys.exit(1)
 
@@ -101,7 +100,7 @@ def test_a_notify_callable_raising_a_base_exception_is_logged_and_the_flow_goes_
     def notify(event: Any) -> None:
         raise kind()
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield set_state(lambda s: s + 1)
         yield wait(0.01)
         yield set_state(lambda s: s + 1)
@@ -292,7 +291,7 @@ class Ambiguous:
 def test_a_predicate_result_that_cannot_be_truth_tested_raises_at_the_yield(
     backend: Any,
 ) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait_until(lambda s: Ambiguous() if s == "edited" else False)
         except ValueError as error:
@@ -308,7 +307,7 @@ def test_a_predicate_result_that_cannot_be_truth_tested_raises_at_the_yield(
 def test_a_receive_match_that_cannot_be_truth_tested_raises_and_keeps_the_message(
     backend: Any,
 ) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield coflow.receive(lambda message: Ambiguous())
         except ValueError:
@@ -321,7 +320,7 @@ def test_a_receive_match_that_cannot_be_truth_tested_raises_and_keeps_the_messag
 
 
 def test_a_match_raising_on_a_queued_message_keeps_it(backend: Any) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield wait_until(lambda s: s == "go")
         try:
             yield coflow.receive(lambda message: Ambiguous())
@@ -371,7 +370,7 @@ def test_stopping_a_deep_nesting_never_reaches_the_recursion_limit(kind: str) ->
 def test_failing_through_a_deep_nesting_never_reaches_the_recursion_limit(kind: str) -> None:
     from coflow.backends.virtual import VirtualBackend
 
-    def fail() -> FlowGen:
+    def fail() -> FlowGenerator:
         yield wait(1)
         raise RuntimeError("deep")
 
@@ -397,7 +396,7 @@ def test_a_timeout_around_a_deep_nesting_cancels_it() -> None:
 def test_a_failure_through_deeply_nested_calls_reaches_the_top() -> None:
     from coflow.backends.virtual import VirtualBackend
 
-    def level(depth: int) -> FlowGen:
+    def level(depth: int) -> FlowGenerator:
         if depth == 0:
             yield wait(1)
             raise RuntimeError("bottom")
@@ -412,10 +411,10 @@ def test_a_failure_through_deeply_nested_calls_reaches_the_top() -> None:
 # -- 6. Cancelled is delivered once per stop; stop(grace=) ends what carries on ----
 
 
-def stubborn(log: list[str]) -> Callable[[], FlowGen]:
+def stubborn(log: list[str]) -> Callable[[], FlowGenerator]:
     """A flow that catches ``Cancelled`` and carries on, forever."""
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         while True:
             try:
                 yield wait(0.02)
@@ -440,7 +439,7 @@ def test_a_flow_that_catches_cancelled_and_carries_on_keeps_running(backend: Any
 def test_stop_with_a_grace_cancels_cleanup_still_running_after_it(backend: Any) -> None:
     log: list[str] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(10)
         finally:
@@ -464,7 +463,7 @@ def test_stop_with_a_grace_cancels_cleanup_still_running_after_it(backend: Any) 
 def test_stop_with_a_grace_lets_cleanup_that_finishes_in_time_finish(backend: Any) -> None:
     log: list[str] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield wait(10)
         finally:
@@ -481,10 +480,10 @@ def test_stop_with_a_grace_lets_cleanup_that_finishes_in_time_finish(backend: An
 def test_stop_with_a_grace_reaches_branches_and_children(backend: Any) -> None:
     log: list[str] = []
 
-    def child() -> FlowGen:
+    def child() -> FlowGenerator:
         yield from stubborn(log)()
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield coflow.parallel([stubborn(log), coflow.call(child)])
 
     runner = coflow.start(main, backend=backend)
@@ -535,7 +534,7 @@ def test_stop_takes_effect_before_the_signals_queued_ahead_of_it(backend: Any) -
 # -- 7. a failure nobody watches is logged -----------------------------------------
 
 
-def fails() -> FlowGen:
+def fails() -> FlowGenerator:
     yield wait(0.01)
     raise RuntimeError("nobody watches")
 
@@ -562,7 +561,7 @@ def test_a_started_runner_nobody_watches_logs_its_failure(
 def test_a_failed_spawned_child_nobody_watches_logs_its_failure(
     backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         yield coflow.spawn(fails)
         yield wait(0.2)
 
@@ -577,7 +576,7 @@ def test_a_failure_someone_is_told_of_is_not_logged(
 ) -> None:
     events: list[Any] = []
 
-    def parent() -> FlowGen:
+    def parent() -> FlowGenerator:
         try:
             yield coflow.call(fails)
         except coflow.ChildFailed:
@@ -597,10 +596,10 @@ def test_a_failure_someone_is_told_of_is_not_logged(
 def test_past_the_grace_every_flow_on_the_stack_is_cancelled_unprotected(backend: Any) -> None:
     log: list[str] = []
 
-    def inner() -> FlowGen:
+    def inner() -> FlowGenerator:
         yield from stubborn(log)()
 
-    def outer() -> FlowGen:
+    def outer() -> FlowGenerator:
         while True:
             try:
                 yield inner()

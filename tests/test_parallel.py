@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import coflow
-from coflow import Failure, get_state, parallel, set_state, wait
+from coflow import Failure, FlowGenerator, get_state, parallel, set_state, wait
 
 if TYPE_CHECKING:
     from conftest import Timeline
-
-FlowGen = Generator[Any, Any, Any]
 
 
 def append(item: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -33,11 +31,11 @@ def test_parallel_collects_in_task_order(backend: Any, timeline: Timeline) -> No
             calls.append(url)
         return url.upper()
 
-    def slow(label: str, pause: float) -> FlowGen:
+    def slow(label: str, pause: float) -> FlowGenerator:
         yield wait(pause)
         return label
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         results = yield parallel(
             [slow("slow", 0.2), partial(fetch, "a"), slow("mid", 0.1), partial(fetch, "b")],
             collect_as="fetched",
@@ -56,11 +54,11 @@ def test_tasks_can_be_a_function_of_the_state(backend: Any, timeline: Timeline) 
     def double(n: int) -> int:
         return 2 * n
 
-    def square_later(n: int) -> FlowGen:
+    def square_later(n: int) -> FlowGenerator:
         yield wait(0.05 * n)
         return n * n
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         doubled = yield parallel(lambda s: [partial(double, n) for n in s["numbers"]])
         squared = yield parallel(lambda s: [square_later(n) for n in s["numbers"]])
         timeline.log((doubled, squared))
@@ -72,7 +70,7 @@ def test_tasks_can_be_a_function_of_the_state(backend: Any, timeline: Timeline) 
 
 
 def test_flow_tasks_share_the_parent_state_and_interleave(backend: Any, timeline: Timeline) -> None:
-    def first() -> FlowGen:
+    def first() -> FlowGenerator:
         yield set_state(append("a1"))
         timeline.log("a1")
         yield wait(0.1)
@@ -80,7 +78,7 @@ def test_flow_tasks_share_the_parent_state_and_interleave(backend: Any, timeline
         timeline.log("a2")
         return "a"
 
-    def second(label: str) -> FlowGen:
+    def second(label: str) -> FlowGenerator:
         yield wait(0.05)
         seen = yield get_state()
         timeline.log((f"{label}1 sees", seen["log"]))
@@ -90,7 +88,7 @@ def test_flow_tasks_share_the_parent_state_and_interleave(backend: Any, timeline
         timeline.log(f"{label}2")
         return label
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield set_state(append("parent"))
         results = yield parallel([first, second("b")])
         state = yield get_state()
@@ -114,7 +112,7 @@ def test_collect_as_on_a_dict_state_makes_a_new_dict(backend: Any) -> None:
     initial = {"keep": 1}
     seen: list[Any] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         results = yield parallel([lambda: "x", lambda: "y"], collect_as="out")
         seen.append(results)
 
@@ -134,7 +132,7 @@ class Library:
 def test_collect_as_on_a_dataclass_state_uses_replace(backend: Any) -> None:
     initial = Library(name="city")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield parallel([lambda: "dune", lambda: "emma"], collect_as="books")
 
     runner = coflow.start(main, initial_state=initial, backend=backend)
@@ -147,7 +145,7 @@ def test_collect_as_on_another_state_is_a_type_error_at_the_yield(backend: Any) 
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state=["a", "list"], name="shelve_books")
-    def shelve_books() -> FlowGen:
+    def shelve_books() -> FlowGenerator:
         try:
             yield parallel([lambda: 1], collect_as="out")
         except TypeError as error:
@@ -165,11 +163,11 @@ def test_collect_as_on_another_state_is_a_type_error_at_the_yield(backend: Any) 
 def test_fail_fast_raises_the_first_failure_and_cancels_the_siblings(
     backend: Any, timeline: Timeline
 ) -> None:
-    def failing() -> FlowGen:
+    def failing() -> FlowGenerator:
         yield wait(0.1)
         raise ValueError("broken")
 
-    def sibling(label: str) -> FlowGen:
+    def sibling(label: str) -> FlowGenerator:
         try:
             yield wait(1.0)
             timeline.log(f"{label} finished")
@@ -178,7 +176,7 @@ def test_fail_fast_raises_the_first_failure_and_cancels_the_siblings(
             yield wait(0.05)
             yield set_state(append(f"{label} cleaned"))
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield parallel([sibling("left"), failing, sibling("right")])
         except ValueError as error:
@@ -202,11 +200,11 @@ def test_fail_fast_with_a_failing_callable(backend: Any, timeline: Timeline) -> 
     def boom() -> None:
         raise KeyError("missing")
 
-    def sibling() -> FlowGen:
+    def sibling() -> FlowGenerator:
         yield wait(0.3)
         timeline.log("sibling finished")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield parallel([sibling, boom])
         except KeyError as error:
@@ -224,7 +222,7 @@ def test_an_uncaught_fail_fast_failure_fails_the_flow(backend: Any) -> None:
     def boom() -> None:
         raise ValueError("bad task")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield parallel([boom, lambda: 1])
 
     runner = coflow.start(main, initial_state=None, backend=backend)
@@ -243,15 +241,15 @@ def test_complete_all_puts_a_failure_in_place_of_each_failed_result(
     def bad_callable() -> None:
         raise value_error
 
-    def bad_flow() -> FlowGen:
+    def bad_flow() -> FlowGenerator:
         yield wait(0.05)
         raise KeyError("flow failed")
 
-    def good_flow() -> FlowGen:
+    def good_flow() -> FlowGenerator:
         yield wait(0.2)
         return "late"
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         results = yield parallel(
             [lambda: 1, bad_callable, bad_flow, good_flow], on_error="complete_all"
         )
@@ -273,7 +271,7 @@ def test_complete_all_puts_a_failure_in_place_of_each_failed_result(
 
 
 def test_an_empty_task_list_gives_an_empty_list(backend: Any, timeline: Timeline) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         results = yield parallel([], collect_as="out")
         from_state = yield parallel(lambda s: [])
         timeline.log((results, from_state))

@@ -43,7 +43,6 @@ import heapq
 import itertools
 import math
 import os
-from collections.abc import Generator
 from functools import partial
 from typing import Any
 
@@ -58,6 +57,7 @@ from coflow import (
     FlowDone,
     FlowError,
     FlowFailed,
+    FlowGenerator,
     FlowState,
     FlowTimeout,
     Ok,
@@ -74,8 +74,6 @@ from coflow import (
 )
 from coflow.backends.threads import ThreadBackend
 from coflow.backends.virtual import VirtualBackend
-
-FlowGen = Generator[Any, Any, Any]
 
 # -- settings -----------------------------------------------------------------------
 
@@ -639,7 +637,7 @@ def _record(cleaned: list[str], label: str, state: Any) -> None:
     cleaned.append(label)
 
 
-def compile_program(node: Node, env: Env) -> FlowGen:
+def compile_program(node: Node, env: Env) -> FlowGenerator:
     """The flow for ``node``: a generator whose nested nodes are yielded as sub-flows."""
     if isinstance(node, Wait):
         yield wait(node.units * env.unit)
@@ -703,7 +701,7 @@ def compile_program(node: Node, env: Env) -> FlowGen:
     elif isinstance(node, Each):
         each_body = node.body
 
-        def per_item(item: str) -> FlowGen:
+        def per_item(item: str) -> FlowGenerator:
             yield set_state(append(item))
             yield compile_program(each_body, env)
 
@@ -731,7 +729,7 @@ def compile_program(node: Node, env: Env) -> FlowGen:
         raise AssertionError(f"unknown node {node!r}")
 
 
-def _returning(value: Any, node: Node, env: Env) -> FlowGen:
+def _returning(value: Any, node: Node, env: Env) -> FlowGenerator:
     yield compile_program(node, env)
     return value
 

@@ -3,31 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import coflow
-from coflow import get_state, race, set_state, wait
+from coflow import FlowGenerator, get_state, race, set_state, wait
 
 if TYPE_CHECKING:
     from conftest import Timeline
-
-FlowGen = Generator[Any, Any, Any]
 
 
 def append(item: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return lambda state: {**state, "log": [*state["log"], item]}
 
 
-def finishes(label: str, pause: float) -> FlowGen:
+def finishes(label: str, pause: float) -> FlowGenerator:
     yield wait(pause)
     return label
 
 
 def test_the_winner_result_is_returned(backend: Any, timeline: Timeline) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         winner = yield race([finishes("slow", 0.2), finishes("fast", 0.1)])
         timeline.log(("winner", winner))
         instant = yield race([finishes("waits", 0.1), lambda: "callable"])
@@ -42,7 +40,7 @@ def test_the_winner_result_is_returned(backend: Any, timeline: Timeline) -> None
 def test_the_loser_is_cancelled_and_its_cleanup_finishes_before_the_race_returns(
     backend: Any, timeline: Timeline
 ) -> None:
-    def loser() -> FlowGen:
+    def loser() -> FlowGenerator:
         try:
             yield wait(1.0)
             timeline.log("loser finished")
@@ -52,7 +50,7 @@ def test_the_loser_is_cancelled_and_its_cleanup_finishes_before_the_race_returns
             yield set_state(append("loser cleaned"))
             timeline.log("loser cleanup ends")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         winner = yield race([loser, finishes("winner", 0.1)])
         state = yield get_state()
         timeline.log(("race returned", winner, state["log"]))
@@ -72,18 +70,18 @@ def test_the_loser_is_cancelled_and_its_cleanup_finishes_before_the_race_returns
 def test_when_the_first_to_finish_failed_the_race_raises_its_error(
     backend: Any, timeline: Timeline
 ) -> None:
-    def failing() -> FlowGen:
+    def failing() -> FlowGenerator:
         yield wait(0.1)
         raise ValueError("first and broken")
 
-    def loser() -> FlowGen:
+    def loser() -> FlowGenerator:
         try:
             yield wait(0.2)
             timeline.log("loser finished")
         finally:
             timeline.log("loser cleanup")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         try:
             yield race([loser, failing])
         except ValueError as error:
@@ -100,7 +98,7 @@ def test_a_failing_callable_that_finishes_first_fails_the_flow(backend: Any) -> 
     def boom() -> None:
         raise KeyError("gone")
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield race([boom, finishes("late", 0.2)])
 
     runner = coflow.start(main, initial_state=None, backend=backend)
@@ -118,14 +116,14 @@ class Lookup:
 
 
 def test_collect_as_stores_the_winner(backend: Any, timeline: Timeline) -> None:
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield race([finishes("mirror", 0.15), finishes("primary", 0.05)], collect_as="answer")
         timeline.log("stored")
 
     runner = coflow.start(main, initial_state=Lookup(query="dune"), backend=backend)
     assert runner.result(timeout=5) == Lookup(query="dune", answer="primary")
 
-    def on_dict() -> FlowGen:
+    def on_dict() -> FlowGenerator:
         yield race([lambda: 42], collect_as="answer")
 
     initial = {"query": "emma"}

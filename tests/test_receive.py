@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
-from coflow import FlowFailed, FlowNotRunning, FlowTimeout, parallel, receive, wait
+from coflow import FlowFailed, FlowGenerator, FlowNotRunning, FlowTimeout, parallel, receive, wait
 
-Gen = Generator[Any, Any, Any]
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
@@ -21,7 +20,7 @@ def is_text(message: Any) -> bool:
 def test_receive_takes_the_oldest_message_first(backend: Any) -> None:
     received: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait(0.1)  # both messages are in the mailbox by now
         received.append((yield receive()))
         received.append((yield receive()))
@@ -35,7 +34,7 @@ def test_receive_takes_the_oldest_message_first(backend: Any) -> None:
 
 
 def test_receive_blocks_until_a_message_is_sent(backend: Any, timeline: Any, after: After) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         message = yield receive()
         timeline.log(("got", message))
 
@@ -49,11 +48,11 @@ def test_receive_blocks_until_a_message_is_sent(backend: Any, timeline: Any, aft
 def test_each_message_is_taken_at_most_once(backend: Any, timeline: Any) -> None:
     taken: list[tuple[str, Any]] = []
 
-    def receiver(name: str) -> Gen:
+    def receiver(name: str) -> FlowGenerator:
         message = yield receive()
         taken.append((name, message))
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield parallel([receiver("a"), receiver("b")])
         try:
             leftover = yield receive(timeout=0.1)
@@ -75,7 +74,7 @@ def test_each_message_is_taken_at_most_once(backend: Any, timeline: Any) -> None
 def test_match_leaves_non_matching_messages_for_later(backend: Any) -> None:
     received: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait(0.1)
         received.append((yield receive(match=is_text)))
         received.append((yield receive()))
@@ -92,7 +91,7 @@ def test_match_leaves_non_matching_messages_for_later(backend: Any) -> None:
 def test_a_blocked_receive_ignores_messages_that_do_not_match(
     backend: Any, timeline: Any, after: After
 ) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         message = yield receive(match=is_text)
         timeline.log(("got", message))
         rest = yield receive()
@@ -107,7 +106,7 @@ def test_a_blocked_receive_ignores_messages_that_do_not_match(
 
 
 def test_receive_timeout_raises_flow_timeout_at_the_yield(backend: Any, timeline: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield receive(timeout=0.2)
         except FlowTimeout:
@@ -121,7 +120,7 @@ def test_receive_timeout_raises_flow_timeout_at_the_yield(backend: Any, timeline
 
 
 def test_an_uncaught_receive_timeout_fails_the_flow(backend: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield receive(match=is_text, timeout=0.1)
 
     runner = coflow.start(body, backend=backend)
@@ -135,7 +134,7 @@ def test_an_uncaught_receive_timeout_fails_the_flow(backend: Any) -> None:
 def test_a_message_arriving_before_the_timeout_is_received(
     backend: Any, timeline: Any, after: After
 ) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         message = yield receive(timeout=0.3)
         timeline.log(("got", message))
 
@@ -147,7 +146,7 @@ def test_a_message_arriving_before_the_timeout_is_received(
 
 
 def test_send_on_an_ended_runner_raises_flow_not_running(backend: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait(0.05)
 
     runner = coflow.start(body, backend=backend)
@@ -158,7 +157,7 @@ def test_send_on_an_ended_runner_raises_flow_not_running(backend: Any) -> None:
 
 
 def test_send_on_a_stopped_runner_raises_flow_not_running(backend: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield receive()
 
     runner = coflow.start(body, backend=backend)

@@ -6,13 +6,12 @@ import itertools
 import math
 import random
 import sys
-from collections.abc import Generator
 from typing import Any
 
 import pytest
 
 import coflow
-from coflow import RetriesExhausted, RetryPolicy, run
+from coflow import FlowGenerator, RetriesExhausted, RetryPolicy, run
 
 LONGEST = sys.float_info.max
 HUGE_RETRY_NUMBERS = [1_024, 1_025, 1_100, 5_000, 10**6, 10**30, 10**400]
@@ -114,7 +113,7 @@ def test_a_run_retried_past_a_thousand_times_waits_at_most_max_delay() -> None:
 
     caught: list[BaseException] = []
 
-    def body() -> Generator[Any, Any, Any]:
+    def body() -> FlowGenerator:
         try:
             yield run(push, retries=1100, backoff="exponential", base_delay=0.2, max_delay=60)
         except RetriesExhausted as error:

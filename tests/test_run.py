@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ import coflow
 from coflow import (
     Error,
     FlowFailed,
+    FlowGenerator,
     FlowTimeout,
     Ok,
     RetriesExhausted,
@@ -23,7 +24,6 @@ from coflow import (
     set_state,
 )
 
-Gen = Generator[Any, Any, Any]
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
@@ -31,7 +31,7 @@ def run_once(backend: Any, step: Any, initial_state: Any = None) -> tuple[Any, l
     """Run a flow that yields ``step`` once; return the final state and what the yield gave."""
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         results.append((yield step))
 
     runner = coflow.start(body, initial_state=initial_state, backend=backend)
@@ -42,7 +42,7 @@ def catch(backend: Any, step: Any, initial_state: Any = None) -> BaseException:
     """Run a flow that yields ``step`` and catches what it raises; return that error."""
     caught: list[BaseException] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield step
         except Exception as error:
@@ -93,7 +93,7 @@ def test_none_advances_with_the_state_unchanged(backend: Any) -> None:
 def test_ok_replaces_the_state_and_gives_it(backend: Any) -> None:
     events: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield run(lambda state: Ok({**state, "synced": True}))
 
     runner = coflow.start(
@@ -131,7 +131,7 @@ def test_retry_with_a_new_state_replaces_the_state_then_retries(backend: Any) ->
         seen.append(state)
         return Retry(state + 1) if state < 3 else Ok(state * 10)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield run(fn, retries=5)
 
     runner = coflow.start(body, initial_state=0, notify=events.append, backend=backend)
@@ -191,7 +191,7 @@ def test_run_gives_fn_the_current_state(backend: Any) -> None:
     def fn(state: Any) -> None:
         seen.append(state)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield set_state(lambda state: {**state, "book_id": "b1"})
         yield run(fn)
         yield set_state(lambda state: {**state, "book_id": "b2"})
@@ -204,7 +204,7 @@ def test_run_gives_fn_the_current_state(backend: Any) -> None:
 def test_each_retry_sees_the_state_as_it_is_then(backend: Any, after: After) -> None:
     attempts = Attempts(succeed_on=2)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield run(attempts, retries=1, base_delay=0.2)
 
     runner = coflow.start(body, initial_state={"token": "old"}, backend=backend)
@@ -236,7 +236,7 @@ def test_caravela_an_error_without_retries_fails_the_flow(backend: Any) -> None:
         raise failure
 
     # At the yield, the error is fn's own error, as if fn had been called directly.
-    def catching() -> Gen:
+    def catching() -> FlowGenerator:
         try:
             yield run(fail)
         except ConnectionError as error:
@@ -245,7 +245,7 @@ def test_caravela_an_error_without_retries_fails_the_flow(backend: Any) -> None:
     coflow.start(catching, backend=backend).result(timeout=5)
     assert caught == [failure] and caught[0] is failure
 
-    def uncaught() -> Gen:
+    def uncaught() -> FlowGenerator:
         yield run(fail)
 
     runner = coflow.start(uncaught, notify=events.append, backend=backend)
@@ -269,7 +269,7 @@ def test_caravela_exhausted_retries_fail_it(backend: Any) -> None:
     assert error.__cause__ is attempts.errors[-1]
     assert str(attempts.errors[-1]) == "attempt 3 failed"
 
-    def uncaught() -> Gen:
+    def uncaught() -> FlowGenerator:
         yield run(Attempts(), retries=2)
 
     runner = coflow.start(uncaught, backend=backend)
@@ -514,7 +514,7 @@ def test_an_attempt_that_finishes_within_its_timeout_is_not_timed_out(
         timeline.log("attempt")
         return Ok(state + 1)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield run(quick, retries=2, timeout=0.1)
         yield coflow.wait(0.2)  # past the attempt's deadline: nothing fires
         timeline.log("finished")

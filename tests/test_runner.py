@@ -11,7 +11,7 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ from coflow import (
     FlowDone,
     FlowError,
     FlowFailed,
+    FlowGenerator,
     FlowState,
     FlowStopped,
     Ok,
@@ -37,7 +38,6 @@ from coflow._backend import BACKEND_NAMES
 if TYPE_CHECKING:
     from conftest import Timeline
 
-Gen = Generator[Any, Any, Any]
 
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
@@ -46,7 +46,7 @@ After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
 @coflow.flow(initial_state={"dirty": False, "book_id": None})
-def sync_book() -> Gen:
+def sync_book() -> FlowGenerator:
     """The Caravela example, made finite: one sync, then done."""
     yield wait_until(lambda s: s["dirty"])
     yield debounce(0.05)
@@ -57,12 +57,12 @@ def sync_book() -> Gen:
 
 
 @coflow.flow(initial_state=0, name="importer")
-def named_flow() -> Gen:
+def named_flow() -> FlowGenerator:
     yield set_state(lambda s: s + 1)
 
 
 @coflow.flow(initial_state=0)
-def count_after_go() -> Gen:
+def count_after_go() -> FlowGenerator:
     """Blocks until a signal raises the state to 1, so observers can attach first."""
     yield wait_until(lambda s: s >= 1)
     yield wait(0.01)
@@ -82,7 +82,7 @@ def append_item(state: tuple[Any, ...], item: Any) -> tuple[Any, ...]:
 
 def test_status_is_running_until_the_flow_completes(backend: Any, after: After) -> None:
     @coflow.flow(initial_state="idle")
-    def short() -> Gen:
+    def short() -> FlowGenerator:
         yield wait(0.1)
 
     runner = coflow.start(short, backend=backend)
@@ -96,7 +96,7 @@ def test_status_is_running_until_the_flow_completes(backend: Any, after: After) 
 
 def test_status_is_failed_after_an_escaping_exception(backend: Any) -> None:
     @coflow.flow(initial_state=0)
-    def broken() -> Gen:
+    def broken() -> FlowGenerator:
         yield wait(0.01)
         raise RuntimeError("boom")
 
@@ -109,7 +109,7 @@ def test_status_is_failed_after_an_escaping_exception(backend: Any) -> None:
 
 def test_status_is_stopped_after_stop(backend: Any, after: After) -> None:
     @coflow.flow(initial_state=0)
-    def forever() -> Gen:
+    def forever() -> FlowGenerator:
         yield wait_until(lambda s: False)
 
     runner = coflow.start(forever, backend=backend)
@@ -124,7 +124,7 @@ def test_status_is_stopped_after_stop(backend: Any, after: After) -> None:
 
 def test_signal_returns_a_future_of_the_new_state(backend: Any) -> None:
     @coflow.flow(initial_state={"go": False, "n": 1})
-    def waiter() -> Gen:
+    def waiter() -> FlowGenerator:
         yield wait_until(lambda s: s["go"])
 
     runner = coflow.start(waiter, backend=backend)
@@ -136,7 +136,7 @@ def test_signal_returns_a_future_of_the_new_state(backend: Any) -> None:
 
 def test_raising_signal_leaves_state_unchanged_and_future_holds_the_exception(backend: Any) -> None:
     @coflow.flow(initial_state={"go": False, "n": 1})
-    def waiter() -> Gen:
+    def waiter() -> FlowGenerator:
         yield wait_until(lambda s: s["go"])
 
     events: list[Any] = []
@@ -168,7 +168,7 @@ def test_signals_from_many_threads_are_all_applied_each_thread_in_order(backend:
     total = threads_count * per_thread
 
     @coflow.flow(initial_state=())
-    def collector() -> Gen:
+    def collector() -> FlowGenerator:
         yield wait_until(lambda s: len(s) == total)
 
     runner = coflow.start(collector, backend=backend)
@@ -232,7 +232,7 @@ def test_initial_state_overrides_the_declared_one_caravela_case(backend: Any) ->
         return Ok({**state, "dirty": False})
 
     @coflow.flow(initial_state={"dirty": False, "book_id": None})
-    def sync_once() -> Gen:
+    def sync_once() -> FlowGenerator:
         yield wait_until(lambda s: s["dirty"])
         yield debounce(0.05)
         yield set_state(lambda s: {**s, "dirty": "processing"})
@@ -248,7 +248,7 @@ def test_initial_state_overrides_the_declared_one_caravela_case(backend: Any) ->
 
 def test_none_is_a_legal_initial_state_override(backend: Any) -> None:
     @coflow.flow(initial_state="declared")
-    def reader() -> Gen:
+    def reader() -> FlowGenerator:
         state = yield coflow.get_state()
         yield set_state(lambda s: ("seen", state))
 
@@ -261,7 +261,7 @@ def test_none_is_a_legal_initial_state_override(backend: Any) -> None:
 
 def test_stop_after_completion_changes_nothing(backend: Any) -> None:
     @coflow.flow(initial_state=0)
-    def quick() -> Gen:
+    def quick() -> FlowGenerator:
         yield set_state(lambda s: s + 1)
 
     runner = coflow.start(quick, backend=backend)
@@ -276,7 +276,7 @@ def test_stop_after_completion_changes_nothing(backend: Any) -> None:
 
 def test_result_returns_the_final_state(backend: Any) -> None:
     @coflow.flow(initial_state={"n": 0})
-    def counting() -> Gen:
+    def counting() -> FlowGenerator:
         for _ in range(3):
             yield wait(0.01)
             yield set_state(lambda s: {"n": s["n"] + 1})
@@ -294,7 +294,7 @@ def test_result_raises_flow_failed_with_the_reason_as_cause(backend: Any) -> Non
         raise reason
 
     @coflow.flow(initial_state=0)
-    def writer() -> Gen:
+    def writer() -> FlowGenerator:
         yield wait(0.01)
         yield run(write)
 
@@ -309,7 +309,7 @@ def test_result_raises_flow_failed_with_the_reason_as_cause(backend: Any) -> Non
 
 def test_result_raises_flow_stopped_for_a_stopped_flow(backend: Any, after: After) -> None:
     @coflow.flow(initial_state=0)
-    def forever() -> Gen:
+    def forever() -> FlowGenerator:
         while True:
             yield wait(0.01)
 
@@ -321,7 +321,7 @@ def test_result_raises_flow_stopped_for_a_stopped_flow(backend: Any, after: Afte
 
 def test_await_wait_inside_asyncio_run(backend: Any) -> None:
     @coflow.flow(initial_state=0)
-    def ticking() -> Gen:
+    def ticking() -> FlowGenerator:
         for _ in range(3):
             yield wait(0.01)
             yield set_state(lambda s: s + 1)
@@ -340,7 +340,7 @@ def test_an_await_abandoned_with_its_loop_does_not_disturb_the_flow(
         pytest.skip("awaiting on the virtual clock drives the flow to its end at once")
 
     @coflow.flow(initial_state=0)
-    def slow() -> Gen:
+    def slow() -> FlowGenerator:
         yield wait(0.2)
         yield set_state(lambda s: s + 1)
 
@@ -358,7 +358,7 @@ def test_await_wait_raises_flow_failed(backend: Any) -> None:
     reason = ValueError("bad input")
 
     @coflow.flow(initial_state=0)
-    def broken() -> Gen:
+    def broken() -> FlowGenerator:
         yield wait(0.01)
         raise reason
 
@@ -416,7 +416,7 @@ def test_events_end_with_flow_error_for_a_failing_flow(backend: Any) -> None:
     reason = RuntimeError("crash")
 
     @coflow.flow(initial_state=0)
-    def crashing() -> Gen:
+    def crashing() -> FlowGenerator:
         yield wait_until(lambda s: s >= 1)
         raise reason
 
@@ -432,7 +432,7 @@ def test_events_end_with_flow_error_for_a_failing_flow(backend: Any) -> None:
 
 def test_notify_callable_gets_changes_in_order_and_skips_equal_states(backend: Any) -> None:
     @coflow.flow(initial_state={"n": 0})
-    def changing() -> Gen:
+    def changing() -> FlowGenerator:
         yield set_state(lambda s: {"n": 1})
         yield set_state(lambda s: s)  # same object: no event
         yield set_state(lambda s: dict(s))  # equal value: no event
@@ -449,7 +449,7 @@ def test_notify_callable_gets_changes_in_order_and_skips_equal_states(backend: A
 
 def test_notify_queue_gets_events_in_order(backend: Any) -> None:
     @coflow.flow(initial_state=0)
-    def counting() -> Gen:
+    def counting() -> FlowGenerator:
         yield set_state(lambda s: s + 1)
         yield wait(0.01)
         yield set_state(lambda s: s + 1)
@@ -472,7 +472,7 @@ def test_notify_gets_flow_error_with_the_reason(backend: Any) -> None:
     reason = KeyError("book")
 
     @coflow.flow(initial_state=0)
-    def crashing() -> Gen:
+    def crashing() -> FlowGenerator:
         yield set_state(lambda s: 1)
         raise reason
 
@@ -540,7 +540,7 @@ def test_runner_flow_is_the_flow_started(backend: Any) -> None:
 
 def test_start_with_backend_name_virtual() -> None:
     @coflow.flow(initial_state=0)
-    def slow() -> Gen:
+    def slow() -> FlowGenerator:
         yield wait(3600)  # virtual time: no real waiting
         yield set_state(lambda s: s + 1)
 

@@ -12,6 +12,7 @@ import coflow
 from coflow import (
     FlowException,
     FlowFailed,
+    FlowGenerator,
     FlowStopped,
     get_state,
     sequence,
@@ -24,7 +25,6 @@ from coflow.backends.virtual import VirtualBackend
 if TYPE_CHECKING:
     from conftest import Timeline
 
-Gen = Generator[Any, Any, Any]
 
 DEPTH = 10_000  # far beyond Python's default recursion limit of 1,000
 
@@ -62,7 +62,7 @@ def nest_blocking(n: int, cleaned: list[Any]) -> Generator[Any, Any, None]:
 
 def test_sub_flows_nested_ten_thousand_deep(backend: Any) -> None:
     @coflow.flow(initial_state=None)
-    def deep() -> Gen:
+    def deep() -> FlowGenerator:
         depth = yield nest(DEPTH)
         yield set_state(lambda s: depth)
 
@@ -72,7 +72,7 @@ def test_sub_flows_nested_ten_thousand_deep(backend: Any) -> None:
 
 def test_error_at_the_bottom_of_ten_thousand_sub_flows_reaches_the_top(backend: Any) -> None:
     @coflow.flow(initial_state=None)
-    def deep() -> Gen:
+    def deep() -> FlowGenerator:
         try:
             yield nest_failing(DEPTH)
         except LookupError as err:
@@ -85,7 +85,7 @@ def test_error_at_the_bottom_of_ten_thousand_sub_flows_reaches_the_top(backend: 
 
 def test_uncaught_error_ten_thousand_sub_flows_deep_fails_the_flow(backend: Any) -> None:
     @coflow.flow(initial_state=None)
-    def deep() -> Gen:
+    def deep() -> FlowGenerator:
         yield nest_failing(DEPTH)
 
     runner = coflow.start(deep, backend=backend)
@@ -98,7 +98,7 @@ def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(backend: Any) -
     cleaned: list[Any] = []
 
     @coflow.flow(initial_state=None)
-    def deep() -> Gen:
+    def deep() -> FlowGenerator:
         try:
             yield nest_blocking(DEPTH, cleaned)
         finally:
@@ -125,7 +125,7 @@ def test_sequence_nested_ten_thousand_deep_yielded_from_a_generator(backend: Any
     step = _deep_sequence()
 
     @coflow.flow(initial_state=0)
-    def deep() -> Gen:
+    def deep() -> FlowGenerator:
         last = yield step
         yield set_state(lambda s: (s, last))
 
@@ -145,7 +145,7 @@ def test_singly_wrapped_sequence_ten_thousand_deep(backend: Any) -> None:
         step = sequence(step)
 
     @coflow.flow(initial_state=41)
-    def deep() -> Gen:
+    def deep() -> FlowGenerator:
         yield step
 
     runner = coflow.start(deep, backend=backend)
@@ -160,7 +160,7 @@ def test_never_blocking_flow_lets_other_ready_flows_progress(backend: Any) -> No
     neighbour_done = threading.Event()
 
     @coflow.flow(initial_state=0, name="busy_loop")
-    def busy_loop() -> Gen:
+    def busy_loop() -> FlowGenerator:
         while not neighbour_done.is_set():
             count = yield set_state(lambda s: s + 1)
             if count >= limit:
@@ -170,7 +170,7 @@ def test_never_blocking_flow_lets_other_ready_flows_progress(backend: Any) -> No
     runners: dict[str, coflow.Runner] = {}
 
     @coflow.flow(initial_state=0, name="neighbour")
-    def neighbour() -> Gen:
+    def neighbour() -> FlowGenerator:
         for _ in range(3):
             yield set_state(lambda s: s + 1)
             busy_counts.append(runners["busy"].get_state())
@@ -194,12 +194,12 @@ def test_never_blocking_flow_does_not_stop_timers(backend: Any, is_virtual: bool
     neighbour_done = threading.Event()
 
     @coflow.flow(initial_state=0, name="busy_loop")
-    def busy_loop() -> Gen:
+    def busy_loop() -> FlowGenerator:
         while not neighbour_done.is_set():
             yield set_state(lambda s: s + 1)
 
     @coflow.flow(initial_state=0, name="ticker")
-    def ticker() -> Gen:
+    def ticker() -> FlowGenerator:
         for _ in range(3):
             yield wait(0.01)
             yield set_state(lambda s: s + 1)
@@ -227,7 +227,7 @@ def test_never_blocking_flow_does_not_stop_timers(backend: Any, is_virtual: bool
 def test_ready_flows_run_in_the_order_they_were_started(backend: Any, timeline: Timeline) -> None:
     def make(label: str) -> coflow.Flow:
         @coflow.flow(initial_state=0, name=label)
-        def logger() -> Gen:
+        def logger() -> FlowGenerator:
             timeline.log(label)
             yield get_state()
             yield wait(0.01)

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import coflow
-from coflow import get_state, repeat, sequence, set_state, wait
+from coflow import FlowGenerator, get_state, repeat, sequence, set_state, wait
 
 if TYPE_CHECKING:
     from conftest import Timeline
 
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
-FlowGen = Generator[Any, Any, Any]
 
 
 def test_sequence_runs_steps_in_order_and_gives_the_last_result(
@@ -22,7 +21,7 @@ def test_sequence_runs_steps_in_order_and_gives_the_last_result(
 ) -> None:
     results: list[Any] = []
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         result = yield sequence(
             set_state(lambda n: n + 1),
             wait(0.1),
@@ -43,12 +42,12 @@ def test_sequence_runs_steps_in_order_and_gives_the_last_result(
 def test_repeat_times_runs_the_body_that_many_times_and_gives_none(
     backend: Any, timeline: Timeline
 ) -> None:
-    def body() -> FlowGen:
+    def body() -> FlowGenerator:
         state = yield set_state(lambda n: n + 1)
         timeline.log(("round", state))
         yield wait(0.1)
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         result = yield repeat(body, times=3)
         timeline.log(("repeat gave", result))
         step_result = yield repeat(set_state(lambda n: n * 2), times=2)
@@ -90,10 +89,10 @@ def test_repeat_without_times_runs_until_the_flow_is_stopped(
 def test_a_generator_object_as_repeat_body_is_a_type_error_that_says_so(backend: Any) -> None:
     caught: list[BaseException] = []
 
-    def body() -> FlowGen:
+    def body() -> FlowGenerator:
         yield wait(0.1)
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         generator = body()
         try:
             yield repeat(generator, times=2)
@@ -115,11 +114,11 @@ def test_a_yielded_generator_object_runs_as_a_sub_flow_on_the_same_state(
     def append(item: Any) -> Callable[[list[Any]], list[Any]]:
         return lambda items: [*items, item]
 
-    def grandchild() -> FlowGen:
+    def grandchild() -> FlowGenerator:
         yield set_state(append("grandchild"))
         return "deep"
 
-    def child(label: str, pause: float) -> FlowGen:
+    def child(label: str, pause: float) -> FlowGenerator:
         seen = yield get_state()
         timeline.log(("child sees", label, tuple(seen)))
         yield set_state(append(label))
@@ -127,7 +126,7 @@ def test_a_yielded_generator_object_runs_as_a_sub_flow_on_the_same_state(
         inner = yield grandchild()
         return f"{label}:{inner}"
 
-    def main() -> FlowGen:
+    def main() -> FlowGenerator:
         yield set_state(append("parent"))
         first = yield child("a", 0.1)
         second = yield from child("b", 0.05)

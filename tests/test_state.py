@@ -5,15 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
-from coflow import FlowDone, FlowState, get_state, sequence, set_state, wait
-
-Gen = Generator[Any, Any, Any]
+from coflow import FlowDone, FlowGenerator, FlowState, get_state, sequence, set_state, wait
 
 
 def shapes(events: list[Any]) -> list[tuple[str, Any]]:
@@ -25,7 +23,7 @@ def test_set_state_gives_the_new_state_and_get_state_the_current_one(backend: An
     seen: list[Any] = []
 
     @coflow.flow(initial_state={"count": 0})
-    def counter() -> Gen:
+    def counter() -> FlowGenerator:
         seen.append((yield get_state()))
         seen.append((yield set_state(lambda state: {**state, "count": state["count"] + 1})))
         seen.append((yield get_state()))
@@ -41,7 +39,7 @@ def test_set_state_gives_the_new_state_and_get_state_the_current_one(backend: An
 def test_set_state_replaces_the_state_without_mutating_it(backend: Any) -> None:
     initial = {"count": 0}
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield set_state(lambda state: {**state, "count": 1})
 
     runner = coflow.start(body, initial_state=initial, backend=backend)
@@ -58,7 +56,7 @@ def test_a_raising_set_state_function_raises_at_its_yield_and_keeps_the_state(
     def broken(state: Any) -> Any:
         raise KeyError("missing")
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield set_state(broken)
         except KeyError as error:
@@ -76,7 +74,7 @@ def test_runner_get_state_is_a_snapshot_of_the_current_state(
 ) -> None:
     snapshots: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield set_state(lambda state: "first")
         yield wait(0.2)
         yield set_state(lambda state: "second")
@@ -91,7 +89,7 @@ def test_runner_get_state_is_a_snapshot_of_the_current_state(
 
 def test_initial_state_comes_from_the_flow(backend: Any) -> None:
     @coflow.flow(initial_state={"dirty": False, "book_id": "b1"})
-    def sync_book() -> Gen:
+    def sync_book() -> FlowGenerator:
         state = yield get_state()
         yield set_state(lambda _: {**state, "seen": True})
 
@@ -102,7 +100,7 @@ def test_initial_state_comes_from_the_flow(backend: Any) -> None:
 
 def test_start_initial_state_overrides_the_flows(backend: Any) -> None:
     @coflow.flow(initial_state={"dirty": False, "book_id": None})
-    def sync_book() -> Gen:
+    def sync_book() -> FlowGenerator:
         state = yield get_state()
         yield set_state(lambda _: {**state, "seen": True})
 
@@ -115,7 +113,7 @@ def test_start_initial_state_overrides_the_flows(backend: Any) -> None:
 
 def test_initial_state_none_given_to_start_is_a_state_not_a_default(backend: Any) -> None:
     @coflow.flow(initial_state="declared")
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait(0)
 
     runner = coflow.start(body, initial_state=None, backend=backend)
@@ -127,7 +125,7 @@ def test_notify_receives_each_change_in_order_then_done(backend: Any) -> None:
     events: list[Any] = []
 
     @coflow.flow(initial_state=0)
-    def three_changes() -> Gen:
+    def three_changes() -> FlowGenerator:
         yield set_state(lambda state: 1)
         yield wait(0.05)
         yield set_state(lambda state: 2)
@@ -147,7 +145,7 @@ def test_a_signal_that_changes_the_state_is_notified(
 ) -> None:
     events: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield coflow.wait_until(lambda state: state == "signalled")
         yield set_state(lambda state: "finished")
 
@@ -166,7 +164,7 @@ def test_a_state_equal_to_the_previous_is_not_notified(backend: Any) -> None:
     events: list[Any] = []
 
     @coflow.flow(initial_state={"n": 1})
-    def unchanged_then_changed() -> Gen:
+    def unchanged_then_changed() -> FlowGenerator:
         yield set_state(lambda state: state)  # the same object
         yield set_state(lambda state: {"n": 1})  # an equal copy
         yield set_state(lambda state: {"n": 2})
@@ -192,7 +190,7 @@ def test_the_same_state_object_is_not_notified_even_if_it_compares_unequal(backe
     events: list[Any] = []
     first, second = NeverEqual(), NeverEqual()
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield set_state(lambda state: state)
         yield set_state(lambda state: second)
         yield set_state(lambda state: state)
@@ -209,7 +207,7 @@ def test_a_signal_that_leaves_the_state_equal_is_not_notified(
 ) -> None:
     events: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait(0.2)
         yield set_state(lambda state: {**state, "done": True})
 
@@ -222,7 +220,7 @@ def test_a_signal_that_leaves_the_state_equal_is_not_notified(
     assert shapes(events) == [("FlowState", {"done": True}), ("FlowDone", {"done": True})]
 
 
-def two_changes() -> Gen:
+def two_changes() -> FlowGenerator:
     yield set_state(lambda state: state + 1)
     yield set_state(lambda state: state + 1)
 
@@ -320,7 +318,7 @@ class Book:
 def test_a_dataclass_state_works_with_set_state(backend: Any) -> None:
     events: list[Any] = []
 
-    def edit() -> Gen:
+    def edit() -> FlowGenerator:
         yield set_state(lambda book: dataclasses.replace(book, dirty=True))
         yield set_state(lambda book: dataclasses.replace(book, dirty=True))  # equal: not notified
         book = yield get_state()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
 from coflow import (
+    FlowGenerator,
     Ok,
     RetriesExhausted,
     RetryPolicy,
@@ -32,8 +33,6 @@ from coflow import (
     wait,
     wait_until,
 )
-
-Gen = Generator[Any, Any, Any]
 
 
 # Named functions (not lambdas) so that equality and repr have something stable to show.
@@ -93,7 +92,7 @@ def put_part(state: Any, part: Any) -> Any:
     return {**state, "part": part}
 
 
-def child() -> Gen:
+def child() -> FlowGenerator:
     yield wait(0.1)
 
 
@@ -237,7 +236,7 @@ def test_yield_from_a_step_gives_what_yield_gives(backend: Any) -> None:
     results: list[Any] = []
 
     @coflow.flow(initial_state=0)
-    def mixed() -> Gen:
+    def mixed() -> FlowGenerator:
         results.append((yield run(add_one)))
         results.append((yield from run(add_one)))
         results.append((yield run(describe_state)))
@@ -260,7 +259,7 @@ def test_an_error_of_a_step_used_with_yield_from_is_raised_at_that_line(backend:
     def fail(state: Any) -> Any:
         raise failure
 
-    def flow_body() -> Gen:
+    def flow_body() -> FlowGenerator:
         try:
             yield from run(fail)
         except ConnectionError as error:
@@ -278,7 +277,7 @@ def test_an_error_of_a_step_used_with_yield_from_is_raised_at_that_line(backend:
 
 
 @coflow.flow(initial_state={"dirty": False, "book_id": "b1"})
-def sync_book() -> Gen:
+def sync_book() -> FlowGenerator:
     yield wait_until(is_dirty)
     yield debounce(0.5)
     yield set_state(mark_processing)
@@ -321,7 +320,7 @@ def test_a_flow_stepped_by_hand_handles_an_error_thrown_at_its_yield() -> None:
 
 def test_yield_from_a_step_yields_the_step_itself_when_stepped_by_hand() -> None:
     @coflow.flow(initial_state=0)
-    def typed() -> Gen:
+    def typed() -> FlowGenerator:
         fetched = yield from run(fetch_book, retries=2)
         yield from set_state(lambda state: fetched)
         return fetched
@@ -353,7 +352,7 @@ def test_a_decorated_flow_stays_callable_and_returns_a_new_generator_each_call()
 
 def test_a_decorated_flow_passes_call_arguments_to_the_function() -> None:
     @coflow.flow(initial_state=None)
-    def fetch(url: str, attempts: int = 1) -> Gen:
+    def fetch(url: str, attempts: int = 1) -> FlowGenerator:
         yield run(fetch_book, retries=attempts)
         return url
 
@@ -367,11 +366,11 @@ def test_a_decorated_flow_passes_call_arguments_to_the_function() -> None:
 
 def test_a_flow_is_named_after_its_function_unless_given_a_name(backend: Any) -> None:
     @coflow.flow(initial_state=0)
-    def import_books() -> Gen:
+    def import_books() -> FlowGenerator:
         yield set_state(lambda state: state + 1)
 
     @coflow.flow(initial_state=0, name="books-importer")
-    def renamed() -> Gen:
+    def renamed() -> FlowGenerator:
         yield set_state(lambda state: state + 1)
 
     assert import_books.name == "import_books"

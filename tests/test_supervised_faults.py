@@ -15,7 +15,6 @@ from __future__ import annotations
 import gc
 import time
 import weakref
-from collections.abc import Generator
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ import coflow
 from coflow import (
     FlowException,
     FlowFailed,
+    FlowGenerator,
     FlowStopped,
     Supervisor,
     call,
@@ -37,13 +37,10 @@ from coflow import (
 from coflow.backends.threads import ThreadBackend
 from coflow.backends.virtual import VirtualBackend
 
-Gen = Generator[Any, Any, Any]
-
-
 # Refs across a supervisor's restart
 
 
-def until_ended(child: coflow.Runner) -> Gen:
+def until_ended(child: coflow.Runner) -> FlowGenerator:
     """Poll: a parent's state does not change when its child ends, so wait_until cannot see it."""
     for _ in range(1000):
         if child.status != "running":
@@ -58,7 +55,7 @@ class Mailer:
     def __init__(self) -> None:
         self.sends: list[str] = []
 
-    def flow(self) -> Gen:
+    def flow(self) -> FlowGenerator:
         self.sends.append("welcome")
         reply = yield receive()
         yield set_state(lambda s: reply)
@@ -69,7 +66,7 @@ def test_a_restarted_parent_spawns_the_same_running_child_for_a_ref(backend: Any
     spawned: list[coflow.Runner] = []
     status_at_restart: list[str] = []
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         if spawned:
             status_at_restart.append(spawned[0].status)
         child = yield spawn(mailer.flow, ref="mail")
@@ -97,7 +94,7 @@ def test_a_restarted_parent_calls_a_running_child_by_its_ref_and_waits_for_it(
     mailer = Mailer()
     results: list[Any] = []
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         if not results:
             results.append("first run")
             child = yield spawn(mailer.flow, ref="mail")
@@ -120,11 +117,11 @@ def test_a_restarted_parent_calls_a_finished_child_by_its_ref_and_gets_its_resul
     sends: list[str] = []
     results: list[Any] = []
 
-    def mail() -> Gen:
+    def mail() -> FlowGenerator:
         sends.append("receipt")
         yield set_state(lambda s: "sent")
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         child = yield spawn(mail, ref="receipt")
         if not results:
             results.append("first run")
@@ -143,7 +140,7 @@ def test_a_restart_stops_the_children_without_a_ref_first(backend: Any) -> None:
     spawned: list[coflow.Runner] = []
 
     def holder(name: str) -> Any:
-        def hold() -> Gen:
+        def hold() -> FlowGenerator:
             try:
                 yield receive()
             finally:
@@ -153,7 +150,7 @@ def test_a_restart_stops_the_children_without_a_ref_first(backend: Any) -> None:
 
     keep_mailing, scratch = holder("mailer"), holder("scratch")
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         log.append("run")
         spawned.append((yield spawn(keep_mailing, ref="mail")))
         if len(spawned) == 1:
@@ -162,7 +159,7 @@ def test_a_restart_stops_the_children_without_a_ref_first(backend: Any) -> None:
             raise RuntimeError("fails with both children running")
         yield receive()
 
-    def restarted() -> Gen:
+    def restarted() -> FlowGenerator:
         while len(spawned) < 3:
             yield wait(0.005)
 
@@ -186,7 +183,7 @@ def test_giving_up_stops_every_child_the_refd_ones_too(backend: Any) -> None:
     mailer = Mailer()
     spawned: list[coflow.Runner] = []
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         spawned.append((yield spawn(mailer.flow, ref="mail")))
         yield wait(0.01)
         raise RuntimeError(f"run {len(spawned)} fails")
@@ -204,7 +201,7 @@ def test_a_child_stopped_by_someone_else_is_started_anew_after_a_restart(backend
     mailer = Mailer()
     spawned: list[coflow.Runner] = []
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         child = yield spawn(mailer.flow, ref="mail")
         spawned.append(child)
         if len(spawned) == 1:
@@ -225,7 +222,7 @@ def test_a_child_stopped_by_someone_else_is_started_anew_after_a_restart(backend
 # Restarts at one instant on the virtual clock
 
 
-def fails_at_once() -> Gen:
+def fails_at_once() -> FlowGenerator:
     raise RuntimeError("fails at once")
     yield  # pragma: no cover - a generator that never yields
 
@@ -258,11 +255,11 @@ def test_restarts_at_one_instant_count_toward_max_steps(drive: str) -> None:
 def test_a_called_child_that_never_blocks_holds_the_clock_not_its_parent() -> None:
     # The child is driven inside its parent's call step: the limit still reaches the driving
     # call, instead of failing the parent's step.
-    def busy() -> Gen:
+    def busy() -> FlowGenerator:
         while True:
             yield set_state(lambda s: (s or 0) + 1)
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         yield call(busy)
 
     backend = VirtualBackend(max_steps=100)
@@ -287,7 +284,7 @@ def test_restarts_at_later_instants_count_afresh() -> None:
     backend = VirtualBackend(max_steps=1000)
     runs: list[float] = []
 
-    def fails_after_a_wait() -> Gen:
+    def fails_after_a_wait() -> FlowGenerator:
         runs.append(backend.now())
         yield wait(1.0)
         raise RuntimeError("fails each second")
@@ -331,7 +328,7 @@ def test_a_runner_whose_race_loser_waited_long_is_released(backend: Any) -> None
 
 
 def test_a_runner_whose_wait_until_timeout_was_cancelled_is_released(backend: Any) -> None:
-    def ready() -> Gen:
+    def ready() -> FlowGenerator:
         yield wait_until(lambda s: getattr(s, "ready", False), timeout=100)
 
     def mark_ready(runner: coflow.Runner) -> None:

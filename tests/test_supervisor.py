@@ -19,7 +19,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,6 +32,7 @@ from coflow import (
     FlowError,
     FlowException,
     FlowFailed,
+    FlowGenerator,
     FlowRestarted,
     FlowState,
     FlowStopped,
@@ -50,7 +51,6 @@ from coflow.backends.virtual import VirtualBackend
 if TYPE_CHECKING:
     from conftest import Timeline
 
-Gen = Generator[Any, Any, Any]
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
@@ -74,7 +74,7 @@ class Crashing:
         self.errors: list[Exception] = []
 
         @coflow.flow(initial_state=0, name=name)
-        def body() -> Gen:
+        def body() -> FlowGenerator:
             run_index = self.runs
             self.runs += 1
             if timeline is not None:
@@ -103,7 +103,7 @@ def describe(event: Any) -> tuple[str, Any]:
     raise AssertionError(f"unexpected event {event!r}")
 
 
-def idle() -> Gen:
+def idle() -> FlowGenerator:
     """Runs until stopped."""
     yield wait_until(lambda s: False)
 
@@ -279,7 +279,7 @@ def test_the_initial_state_is_sent_after_a_restart_even_when_equal_to_the_last(
     errors: list[Exception] = []
 
     @coflow.flow(initial_state="same")
-    def unchanged() -> Gen:
+    def unchanged() -> FlowGenerator:
         yield get_state()
         error = ValueError(f"failure {len(errors)}")
         errors.append(error)
@@ -304,7 +304,7 @@ def test_a_restart_starts_from_the_initial_state_given_to_start(backend: Any) ->
     seen: list[Any] = []
 
     @coflow.flow(initial_state={"n": 0})
-    def counting() -> Gen:
+    def counting() -> FlowGenerator:
         seen.append((yield get_state()))
         yield set_state(lambda s: {"n": s["n"] + 1})
         if len(seen) < 3:
@@ -321,7 +321,7 @@ def test_a_restart_starts_from_the_initial_state_given_to_start(backend: Any) ->
 def test_a_restart_empties_the_mailbox(backend: Any) -> None:
     received: list[Any] = []
 
-    def worker() -> Gen:
+    def worker() -> FlowGenerator:
         if not received:
             received.append((yield receive(match=lambda m: m == "crash")))
             raise RuntimeError("crash requested")
@@ -343,7 +343,7 @@ def test_events_stream_continues_across_restarts(backend: Any) -> None:
     runs: list[int] = []
 
     @coflow.flow(initial_state=0)
-    def gated() -> Gen:
+    def gated() -> FlowGenerator:
         runs.append(len(runs))
         if len(runs) == 1:
             yield wait_until(lambda s: s == 1)  # lets the test attach its stream first
@@ -358,12 +358,12 @@ def test_events_stream_continues_across_restarts(backend: Any) -> None:
 
 
 def test_a_failing_parent_stops_its_running_children_before_it_restarts(backend: Any) -> None:
-    def sleeper() -> Gen:
+    def sleeper() -> FlowGenerator:
         yield receive()
 
     children: list[tuple[coflow.Runner, str]] = []
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         if children:  # the second run: how is the first run's child now?
             earlier = children[0][0]
             children.append((earlier, earlier.status))
@@ -387,12 +387,12 @@ def test_a_failed_child_restarts_the_parent_not_itself(backend: Any) -> None:
     child_runs: list[int] = []
     parent_runs: list[int] = []
 
-    def child() -> Gen:
+    def child() -> FlowGenerator:
         child_runs.append(1)
         yield get_state()
         raise LookupError("child failed")
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         parent_runs.append(1)
         if len(parent_runs) == 1:
             yield call(child)
@@ -471,7 +471,7 @@ def test_the_window_slides_on_the_virtual_clock() -> None:
     times: list[tuple[float, str]] = []
 
     @coflow.flow(initial_state=None, name="sliding")
-    def sliding() -> Gen:
+    def sliding() -> FlowGenerator:
         run_index = len(times)
         times.append((backend.now(), f"start {run_index}"))
         yield wait(delays[run_index])
@@ -517,7 +517,7 @@ def test_a_flow_that_fails_at_once_runs_out_of_restarts_without_recursion(
 ) -> None:
     starts: list[int] = []
 
-    def instant() -> Gen:
+    def instant() -> FlowGenerator:
         starts.append(1)
         raise RuntimeError("fails before its first step")
         yield  # a generator function  # pragma: no cover
@@ -542,7 +542,7 @@ def test_every_restartable_kind_of_flow_is_restarted(backend: Any, kind: str) ->
         starts.append(1)
         raise RuntimeError("crash")
 
-    def function() -> Gen:
+    def function() -> FlowGenerator:
         yield run(crash)
 
     flow: Any = {
@@ -566,7 +566,7 @@ def test_stop_ends_a_supervised_runner_stopped_without_a_restart(
 ) -> None:
     runs: list[int] = []
 
-    def waiting() -> Gen:
+    def waiting() -> FlowGenerator:
         runs.append(1)
         yield wait_until(lambda s: False)
 
@@ -587,7 +587,7 @@ def test_stop_after_restarts_ends_it_stopped(backend: Any) -> None:
     gate = Gate(backend)
     runs: list[int] = []
 
-    def flaky() -> Gen:
+    def flaky() -> FlowGenerator:
         runs.append(1)
         if len(runs) <= 2:
             yield get_state()
@@ -645,12 +645,12 @@ def test_supervisor_children_lists_running_ones_oldest_first_and_drops_ended_one
 ) -> None:
     gate = Gate(backend)
 
-    def until_one() -> Gen:
+    def until_one() -> FlowGenerator:
         yield wait_until(lambda s: s == 1)
 
     restarted_runs: list[int] = []
 
-    def restarted_once() -> Gen:
+    def restarted_once() -> FlowGenerator:
         restarted_runs.append(1)
         if len(restarted_runs) == 1:
             yield get_state()
@@ -903,7 +903,7 @@ def test_a_backend_named_in_start_wins_over_the_supervisors() -> None:
 
 
 def test_a_supervisor_with_a_backend_name_runs_on_that_kind_of_backend() -> None:
-    def an_hour_then_crash() -> Gen:
+    def an_hour_then_crash() -> FlowGenerator:
         yield wait(3600)
         yield set_state(lambda s: (s or 0) + 1)
         raise RuntimeError("after an hour")
@@ -992,12 +992,12 @@ def test_call_with_ref_after_a_restart_returns_the_result_without_running_the_ch
     payments: list[int] = []
     receipts: list[Any] = []
 
-    def payment() -> Gen:
+    def payment() -> FlowGenerator:
         payments.append(1)
         yield set_state(lambda s: {"paid": 42})
 
     @coflow.flow(initial_state="new", name="order")
-    def order() -> Gen:
+    def order() -> FlowGenerator:
         first_run = not receipts
         receipts.append((yield call(payment, ref="pay")))
         yield set_state(lambda s: "paid")
@@ -1016,11 +1016,11 @@ def test_call_with_ref_after_a_restart_returns_the_result_without_running_the_ch
 def test_call_without_ref_after_a_restart_runs_the_child_again(backend: Any) -> None:
     payments: list[int] = []
 
-    def payment() -> Gen:
+    def payment() -> FlowGenerator:
         payments.append(1)
         yield set_state(lambda s: "paid")
 
-    def order() -> Gen:
+    def order() -> FlowGenerator:
         yield call(payment)
         if len(payments) == 1:
             raise RuntimeError("crashed after paying")
@@ -1037,13 +1037,13 @@ def test_call_with_ref_of_a_child_that_failed_raises_at_once_after_a_restart(
     child_runs: list[LookupError] = []
     caught: list[BaseException | None] = []
 
-    def broken() -> Gen:
+    def broken() -> FlowGenerator:
         error = LookupError(f"child failure {len(child_runs)}")
         child_runs.append(error)
         yield get_state()
         raise error
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         if not child_runs:
             yield call(broken, ref="b")  # fails the parent
         try:
@@ -1063,7 +1063,7 @@ def test_spawn_with_ref_after_a_restart_returns_the_child_that_finished(backend:
     parent_handle: list[coflow.Runner] = []
     seen: list[tuple[coflow.Runner, str]] = []
 
-    def worker() -> Gen:
+    def worker() -> FlowGenerator:
         worker_runs.append(1)
         yield set_state(lambda s: "worked")
 
@@ -1071,7 +1071,7 @@ def test_spawn_with_ref_after_a_restart_returns_the_child_that_finished(backend:
         if isinstance(event, FlowDone):
             parent_handle[0].send("worker done")
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         first_run = not seen
         if first_run:
             yield receive(match=lambda m: m == "go")
@@ -1101,11 +1101,11 @@ def test_spawn_with_ref_after_a_permanent_restart_returns_the_running_child(
     seen: list[tuple[coflow.Runner, str]] = []
     crash = RuntimeError("second run fails")
 
-    def sleeper() -> Gen:
+    def sleeper() -> FlowGenerator:
         sleeper_runs.append(1)
         yield receive()
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         child = yield spawn(sleeper, ref="s")
         seen.append((child, child.status))
         if len(seen) == 2:
@@ -1131,10 +1131,10 @@ def test_a_permanent_parent_that_gives_up_after_a_normal_end_stops_its_running_c
 ) -> None:
     spawned: list[coflow.Runner] = []
 
-    def sleeper() -> Gen:
+    def sleeper() -> FlowGenerator:
         yield receive()
 
-    def parent() -> Gen:
+    def parent() -> FlowGenerator:
         spawned.append((yield spawn(sleeper, ref="s")))
 
     sup = Supervisor(restart="permanent", max_restarts=1)

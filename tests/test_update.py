@@ -8,7 +8,7 @@ so a change that arrived while the work ran is kept.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from conftest import Gate, backend_params, make_backend
 
 import coflow
 from coflow import (
+    FlowGenerator,
     Ok,
     RetriesExhausted,
     Update,
@@ -26,8 +27,6 @@ from coflow import (
     wait_until,
 )
 from coflow.backends.virtual import VirtualBackend
-
-Gen = Generator[Any, Any, Any]
 
 #: ``run`` options that take each way through result interpretation: one bare attempt,
 #: the retry loop, and an attempt with a timeout.
@@ -42,7 +41,7 @@ def run_once(backend: Any, step: Any, initial_state: Any = None) -> tuple[Any, l
     """Run a flow that yields ``step`` once; return the final state and what the yield gave."""
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         results.append((yield step))
 
     runner = coflow.start(body, initial_state=initial_state, backend=backend)
@@ -175,16 +174,16 @@ def test_an_update_that_changes_nothing_notifies_nothing(backend: Any) -> None:
 def test_wait_until_in_a_parallel_branch_rechecks_after_an_update(
     backend: Any, options: dict[str, Any]
 ) -> None:
-    def waiter() -> Gen:
+    def waiter() -> FlowGenerator:
         state = yield wait_until(lambda s: s["pushed"])
         return ("woken", state["pushed"])
 
-    def pusher() -> Gen:
+    def pusher() -> FlowGenerator:
         return (yield run(lambda state: Update(lambda s: {**s, "pushed": True}), **options))
 
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         results.append((yield parallel([waiter, pusher])))
 
     runner = coflow.start(body, initial_state={"pushed": False}, backend=backend)
@@ -229,7 +228,7 @@ def test_an_update_raising_on_every_attempt_exhausts_the_retries(backend: Any) -
     work = FailingUpdates()
     caught: list[BaseException] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield run(work, retries=2)
         except RetriesExhausted as error:
@@ -251,7 +250,7 @@ def test_with_no_retries_an_update_that_raises_raises_its_error_at_the_yield(
     work = FailingUpdates()
     caught: list[BaseException] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield run(work, **options)
         except ConnectionError as error:
@@ -295,10 +294,10 @@ def test_an_update_raising_a_base_exception_fails_only_the_flow(backend: Any) ->
 # --- the flagship pattern: an edit made during the push is pushed afterwards --------------------
 
 
-def sync_book(push: Callable[[Any], Any]) -> Callable[[], Gen]:
+def sync_book(push: Callable[[Any], Any]) -> Callable[[], FlowGenerator]:
     """sync_book, ending once a push leaves the book clean (so that a test can finish)."""
 
-    def flow() -> Gen:
+    def flow() -> FlowGenerator:
         while True:
             yield wait_until(lambda s: s["dirty"])
             yield set_state(lambda s: {**s, "dirty": "processing"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -18,6 +18,7 @@ import coflow
 from coflow import (
     Deadlock,
     FlowException,
+    FlowGenerator,
     FlowStopped,
     RetriesExhausted,
     receive,
@@ -28,8 +29,6 @@ from coflow import (
 )
 from coflow.backends.virtual import VirtualBackend
 
-Gen = Generator[Any, Any, Any]
-
 Log = list[tuple[float, str]]
 
 
@@ -37,7 +36,7 @@ def logging_flow(backend: VirtualBackend, log: Log, label: str, *delays: float) 
     """A flow that logs ``label`` at start and after each delay."""
 
     @coflow.flow(initial_state=0, name=label)
-    def logger() -> Gen:
+    def logger() -> FlowGenerator:
         log.append((backend.now(), label))
         for delay in delays:
             yield wait(delay)
@@ -116,13 +115,13 @@ def test_zero_delay_wait_runs_after_work_already_ready() -> None:
     labels: list[str] = []
 
     @coflow.flow(initial_state=0)
-    def zero() -> Gen:
+    def zero() -> FlowGenerator:
         labels.append("zero: before")
         yield wait(0)
         labels.append("zero: after")
 
     @coflow.flow(initial_state=0)
-    def ready() -> Gen:
+    def ready() -> FlowGenerator:
         labels.append("ready")
         yield set_state(lambda s: s + 1)
 
@@ -151,7 +150,7 @@ def test_signal_takes_effect_at_the_next_drive() -> None:
     backend = VirtualBackend()
 
     @coflow.flow(initial_state={"go": False})
-    def waiter() -> Gen:
+    def waiter() -> FlowGenerator:
         yield wait_until(lambda s: s["go"])
 
     runner = coflow.start(waiter, backend=backend)
@@ -169,7 +168,7 @@ def test_send_takes_effect_at_the_next_drive() -> None:
     backend = VirtualBackend()
 
     @coflow.flow(initial_state=None)
-    def inbox() -> Gen:
+    def inbox() -> FlowGenerator:
         message = yield receive()
         yield set_state(lambda s: message)
 
@@ -188,7 +187,7 @@ def test_stop_takes_effect_at_the_next_drive() -> None:
     cleanups: list[str] = []
 
     @coflow.flow(initial_state=0)
-    def forever() -> Gen:
+    def forever() -> FlowGenerator:
         try:
             yield wait_until(lambda s: False)
         finally:
@@ -219,7 +218,7 @@ def jittery_run(seed: int) -> Log:
         raise ConnectionError("still down")
 
     @coflow.flow(initial_state=0)
-    def retrying() -> Gen:
+    def retrying() -> FlowGenerator:
         try:
             yield run(flaky, retries=6, backoff="exponential", base_delay=0.1, jitter=True)
         except RetriesExhausted:
@@ -233,7 +232,7 @@ def jittery_run(seed: int) -> Log:
     )
 
     @coflow.flow(initial_state=None)
-    def signaller() -> Gen:
+    def signaller() -> FlowGenerator:
         for _ in range(2):
             yield wait(1.3)
             runner.signal(lambda s: s + 1)
@@ -272,7 +271,7 @@ def test_default_seed_is_reproducible() -> None:
             raise ConnectionError
 
         @coflow.flow(initial_state=0)
-        def retrying() -> Gen:
+        def retrying() -> FlowGenerator:
             try:
                 yield run(flaky, retries=4, base_delay=1.0, jitter=True)
             except RetriesExhausted:
@@ -304,7 +303,7 @@ def test_deadlock_when_nothing_can_satisfy_wait_until() -> None:
     backend = VirtualBackend()
 
     @coflow.flow(initial_state=0, name="hopeless")
-    def hopeless() -> Gen:
+    def hopeless() -> FlowGenerator:
         yield wait_until(lambda s: s > 0)
 
     runner = coflow.start(hopeless, backend=backend)
@@ -317,7 +316,7 @@ def test_deadlock_when_nothing_can_be_received() -> None:
     backend = VirtualBackend()
 
     @coflow.flow(initial_state=None, name="lonely")
-    def lonely() -> Gen:
+    def lonely() -> FlowGenerator:
         yield wait(1.0)
         yield receive()
 
@@ -331,13 +330,13 @@ def test_no_deadlock_while_a_timer_can_still_wake_the_flow() -> None:
     backend = VirtualBackend()
 
     @coflow.flow(initial_state=0)
-    def patient() -> Gen:
+    def patient() -> FlowGenerator:
         yield wait_until(lambda s: s > 0)
 
     runner = coflow.start(patient, backend=backend)
 
     @coflow.flow(initial_state=None)
-    def waker() -> Gen:
+    def waker() -> FlowGenerator:
         yield wait(2.0)
         runner.signal(lambda s: s + 1)
 
@@ -351,7 +350,7 @@ def test_no_deadlock_while_a_timer_can_still_wake_the_flow() -> None:
 
 def spinner_flow() -> coflow.Flow:
     @coflow.flow(initial_state=0, name="spinner")
-    def spinner() -> Gen:
+    def spinner() -> FlowGenerator:
         while True:
             yield set_state(lambda s: s + 1)
 
@@ -379,7 +378,7 @@ def test_steps_below_max_steps_at_each_instant_are_fine() -> None:
     backend = VirtualBackend(max_steps=1000)
 
     @coflow.flow(initial_state=0)
-    def bursts() -> Gen:
+    def bursts() -> FlowGenerator:
         for _ in range(3):
             for _ in range(800):
                 yield set_state(lambda s: s + 1)
@@ -397,13 +396,13 @@ def test_start_with_backend_name_virtual_uses_a_fresh_virtual_clock() -> None:
     labels: list[str] = []
 
     @coflow.flow(initial_state=0)
-    def slow() -> Gen:
+    def slow() -> FlowGenerator:
         yield wait(3600)
         labels.append("slow done")
         yield set_state(lambda s: s + 1)
 
     @coflow.flow(initial_state=0)
-    def other() -> Gen:
+    def other() -> FlowGenerator:
         labels.append("other ran")
         yield wait(1.0)
 

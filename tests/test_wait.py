@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
 import coflow
-from coflow import parallel, wait
-
-Gen = Generator[Any, Any, Any]
+from coflow import FlowGenerator, parallel, wait
 
 
 def test_wait_pauses_for_the_given_time(backend: Any, timeline: Any) -> None:
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         timeline.log("start")
         results.append((yield wait(0.1)))
         timeline.log("after 0.1")
@@ -29,7 +26,7 @@ def test_wait_pauses_for_the_given_time(backend: Any, timeline: Any) -> None:
 
 
 def test_flows_that_wait_interleave_by_time(backend: Any, timeline: Any) -> None:
-    def ticker(name: str, pauses: list[float]) -> Gen:
+    def ticker(name: str, pauses: list[float]) -> FlowGenerator:
         for pause in pauses:
             yield wait(pause)
             timeline.log(name)
@@ -45,14 +42,14 @@ def test_flows_that_wait_interleave_by_time(backend: Any, timeline: Any) -> None
 
 
 def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(backend: Any, timeline: Any) -> None:
-    def yielding(name: str) -> Gen:
+    def yielding(name: str) -> FlowGenerator:
         timeline.log(f"{name}1")
         yield wait(0)
         timeline.log(f"{name}2")
         yield wait(0)
         timeline.log(f"{name}3")
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield parallel([yielding("a"), yielding("b")])
 
     runner = coflow.start(body, backend=backend)
@@ -64,11 +61,11 @@ def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(backend: Any, tim
 
 
 def test_a_flow_waiting_does_not_hold_up_another_flow(backend: Any, timeline: Any) -> None:
-    def sleeper() -> Gen:
+    def sleeper() -> FlowGenerator:
         yield wait(0.3)
         timeline.log("sleeper woke")
 
-    def busy() -> Gen:
+    def busy() -> FlowGenerator:
         for step in range(3):
             yield coflow.set_state(lambda state: state + 1)
             timeline.log(("busy", step))

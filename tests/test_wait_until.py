@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
-from coflow import FlowFailed, FlowTimeout, parallel, set_state, wait, wait_until
+from coflow import FlowFailed, FlowGenerator, FlowTimeout, parallel, set_state, wait, wait_until
 
-Gen = Generator[Any, Any, Any]
 After = Callable[[float, Callable[[], Any]], coflow.Runner]
 
 
@@ -27,7 +26,7 @@ def test_wait_until_continues_at_once_when_the_predicate_already_holds(
 ) -> None:
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         timeline.log("before")
         results.append((yield wait_until(is_dirty)))
         timeline.log("after")
@@ -43,7 +42,7 @@ def test_caravela_wait_until_blocks_until_a_signal(
     backend: Any, timeline: Any, after: After
 ) -> None:
     @coflow.flow(initial_state={"dirty": False, "edits": 0})
-    def sync_book() -> Gen:
+    def sync_book() -> FlowGenerator:
         yield wait_until(is_dirty)
         timeline.log("unblocked")
 
@@ -59,16 +58,16 @@ def test_caravela_wait_until_blocks_until_a_signal(
 def test_wait_until_is_rechecked_after_a_state_change_by_a_parallel_branch(
     backend: Any, timeline: Any
 ) -> None:
-    def waiter() -> Gen:
+    def waiter() -> FlowGenerator:
         yield wait_until(is_dirty)
         timeline.log("waiter unblocked")
 
-    def changer() -> Gen:
+    def changer() -> FlowGenerator:
         yield wait(0.1)
         timeline.log("changer sets dirty")
         yield set_state(mark_dirty)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield parallel([waiter(), changer()])
 
     runner = coflow.start(body, initial_state={"dirty": False}, backend=backend)
@@ -84,7 +83,7 @@ def test_wait_until_is_never_polled(backend: Any, timeline: Any, after: After) -
         checked.append(state)
         return bool(state >= 2)
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait_until(counted)
         timeline.log("unblocked")
 
@@ -101,7 +100,7 @@ def test_wait_until_is_never_polled(backend: Any, timeline: Any, after: After) -
 
 
 def test_wait_until_timeout_raises_flow_timeout_at_the_yield(backend: Any, timeline: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield wait_until(is_dirty, timeout=0.2)
         except FlowTimeout:
@@ -116,7 +115,7 @@ def test_wait_until_timeout_raises_flow_timeout_at_the_yield(backend: Any, timel
 
 
 def test_an_uncaught_wait_until_timeout_fails_the_flow(backend: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait_until(is_dirty, timeout=0.1)
 
     runner = coflow.start(body, initial_state={"dirty": False}, backend=backend)
@@ -130,7 +129,7 @@ def test_an_uncaught_wait_until_timeout_fails_the_flow(backend: Any) -> None:
 def test_wait_until_satisfied_before_its_timeout_does_not_time_out(
     backend: Any, timeline: Any, after: After
 ) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait_until(is_dirty, timeout=0.3)
         timeline.log("unblocked")
         yield wait(0.2)  # past the old deadline: nothing fires
@@ -148,7 +147,7 @@ def test_wait_until_gives_the_state_that_satisfied_the_predicate(
 ) -> None:
     results: list[Any] = []
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         results.append((yield wait_until(lambda state: state["count"] >= 3)))
 
     runner = coflow.start(body, initial_state={"count": 0}, backend=backend)
@@ -167,7 +166,7 @@ def test_a_raising_predicate_raises_at_the_yield(backend: Any, timeline: Any, af
             raise failure
         return False
 
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         try:
             yield wait_until(fragile)
         except ZeroDivisionError as error:
@@ -181,7 +180,7 @@ def test_a_raising_predicate_raises_at_the_yield(backend: Any, timeline: Any, af
 
 
 def test_a_predicate_raising_on_its_first_check_raises_at_once(backend: Any) -> None:
-    def body() -> Gen:
+    def body() -> FlowGenerator:
         yield wait_until(is_dirty)
 
     runner = coflow.start(body, initial_state={}, backend=backend)
