@@ -379,10 +379,10 @@ class _AllJoin(Join):
         elif self.complete_all:
             self.results[index] = Failure(error)
         else:
-            self.settle(None, error)
+            self.decide(None, error)
 
     def result(self) -> tuple[Any, BaseException | None]:
-        if self.settled:
+        if self.decided:
             return self.outcome
         return _collected(self.parent, self.collect_as, self.results)
 
@@ -439,11 +439,11 @@ class _TimeoutJoin(Join):
     def expire(self) -> None:
         self.timer = None
         if self.step.default is MISSING:
-            self.settle(
+            self.decide(
                 None, FlowTimeout(f"timeout({describe(self.step.step)})", self.step.seconds)
             )
         else:
-            self.settle(self.step.default, None)
+            self.decide(self.step.default, None)
 
 
 @handles(Timeout)

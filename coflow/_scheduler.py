@@ -127,9 +127,9 @@ class Task:
         "deadline",
         "frames",
         "index",
+        "instant_steps",
         "join",
         "runner",
-        "spin",
         "timer",
         "view",
         "waiting",
@@ -148,7 +148,8 @@ class Task:
         self.timer: Any = None
         #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce.
         self.deadline = 0.0
-        self.spin = 0
+        #: Steps run at this instant without blocking (the virtual clock's ``max_steps``).
+        self.instant_steps = 0
         #: -1 until cancelled; then the stack depth down to which frames still get Cancelled.
         self.cancel_depth = -1
         self.cancel_pending = False
@@ -201,7 +202,7 @@ class Task:
                 elif step.__class__ is Wait:  # the commonest way to block
                     self.waiting = step
                     self.runner.backend.wake_later(step.seconds, self)
-                    self.spin = 0
+                    self.instant_steps = 0
                     return
                 else:
                     value = DISPATCH.get(step.__class__, FALLBACK[0])(self, step)
@@ -211,7 +212,7 @@ class Task:
                 value, error = None, _without_loop_frame(failed)
                 continue
             if value is SUSPEND:
-                self.spin = 0
+                self.instant_steps = 0
                 return
             if not budget:
                 self._end_slice(value)
@@ -243,12 +244,12 @@ class Task:
     def _end_slice(self, value: Any) -> None:
         backend = self.runner.backend
         backend.call_soon(self.drive, value, None)
-        self.spin += SLICE
-        if backend.max_steps is not None and self.spin > backend.max_steps:
+        self.instant_steps += SLICE
+        if backend.max_steps is not None and self.instant_steps > backend.max_steps:
             raise HeldClock(
-                f"flow {self.path()} ran {self.spin} steps at time {backend.now():g} without "
-                f"blocking (max_steps={backend.max_steps}); on the virtual clock a flow that "
-                "never blocks holds time still"
+                f"flow {self.path()} ran {self.instant_steps} steps at time {backend.now():g} "
+                f"without blocking (max_steps={backend.max_steps}); on the virtual clock a flow "
+                "that never blocks holds time still"
             )
 
     def _finish(self, value: Any, error: BaseException | None) -> None:
@@ -378,19 +379,19 @@ class Join:
     """A task waiting for branch tasks (``parallel``, ``race``, ``timeout``, ``embed``).
 
     Subclasses say what a finished branch means (``on_child``) and what the
-    parent gets (``result``).  ``settle`` fixes the outcome once (the first
+    parent gets (``result``).  ``decide`` fixes the outcome once (the first
     failure under fail-fast, a race's winner, a timeout) and cancels the other
     branches; the parent resumes only when every branch has finished, so the
     cleanup of cancelled branches is always complete first.
     """
 
-    __slots__ = ("children", "outcome", "parent", "pending", "settled", "timer")
+    __slots__ = ("children", "decided", "outcome", "parent", "pending", "timer")
 
     def __init__(self, parent: Task) -> None:
         self.parent = parent
         self.children: list[Task | WorkBranch] = []
         self.pending = 0
-        self.settled = False
+        self.decided = False
         self.outcome: tuple[Any, BaseException | None] = (None, None)
         self.timer: Any = None
 
@@ -409,14 +410,14 @@ class Join:
         branch.handle = self.parent.runner.backend.start_work(fn, (), branch.done)
 
     def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
-        """A branch finished before the join settled."""
-        self.settle(value, error)
+        """A branch finished before the join was decided."""
+        self.decide(value, error)
 
     def result(self) -> tuple[Any, BaseException | None]:
         """What the parent resumes with once every branch has finished."""
         return self.outcome
 
-    def settle(self, value: Any, error: BaseException | None) -> None:
+    def decide(self, value: Any, error: BaseException | None) -> None:
         """Fix the outcome (first call only) and cancel every branch still running."""
         if self._fix(value, error):
             cancel_all(self.children)
@@ -426,9 +427,9 @@ class Join:
         return self.children if self._fix(None, Cancelled()) else []
 
     def _fix(self, value: Any, error: BaseException | None) -> bool:
-        if self.settled:
+        if self.decided:
             return False
-        self.settled = True
+        self.decided = True
         self.outcome = (value, error)
         if self.timer is not None:
             self.timer.cancel()
@@ -439,7 +440,7 @@ class Join:
         self, child: Task | WorkBranch, value: Any, error: BaseException | None
     ) -> None:
         self.pending -= 1
-        if not self.settled:
+        if not self.decided:
             self.on_child(child.index, value, error)
         if self.pending == 0:
             parent = self.parent
