@@ -91,6 +91,19 @@ Frame = Generator[Any, Any, Any]
 Handler = Callable[["Task", Any], Any]
 
 
+class Waitable(Protocol):
+    """What a suspended task waits on (``task.waiting``): a step it blocks on (``wait``,
+    ``wait_until``, ``debounce``, ``receive``), work, a called child, a join of branches, or
+    the runner's children before a cancelled root resumes.
+
+    ``abort(task)`` is how a cancellation stops the wait: it wakes the task at
+    once, or cancels what the task waits for and lets it resume once that has
+    ended; it returns the branches to cancel next, if any.
+    """
+
+    def abort(self, task: Task) -> Iterable[Cancellable] | None: ...
+
+
 class Cancellable(Protocol):
     """A branch a cancellation walks: a task, or a callable branch's work."""
 
@@ -144,7 +157,7 @@ class Task:
         self.join = join
         self.index = index
         #: What the task is blocked on (a step, a Join or a work waiter); None when ready.
-        self.waiting: Any = None
+        self.waiting: Waitable | None = None
         self.timer: Any = None
         #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce.
         self.deadline = 0.0
@@ -302,7 +315,7 @@ class Task:
         waiting = self.waiting
         if waiting is None:
             return None  # already posted to run: the pending resume throws Cancelled
-        return waiting.abort(self)  # type: ignore[no-any-return]
+        return waiting.abort(self)
 
     def path(self) -> str:
         """The flows from the runner down to this task's innermost frame."""

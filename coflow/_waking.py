@@ -55,12 +55,12 @@ def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
     task.waiting = step
     task.runner.block(task)
     if step.timeout is not None:
-        task.timer = task.runner.backend.call_later(step.timeout, _timed_out, task, what)
+        timeout = step.timeout
+        task.timer = task.runner.backend.call_later(timeout, _timed_out, task, what, timeout)
     return SUSPEND
 
 
-def _timed_out(task: Task, what: str) -> None:
-    seconds = task.waiting.timeout
+def _timed_out(task: Task, what: str, seconds: float) -> None:
     task.runner.unblock(task)
     task.timer = None
     task.drive(None, FlowTimeout(what, seconds))
