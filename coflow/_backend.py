@@ -30,7 +30,12 @@ BACKEND_NAMES = ("asyncio", "gevent", "threads", "virtual")
 
 
 class Handle(Protocol):
-    """A scheduled callback or started work that can be cancelled."""
+    """A scheduled callback or started work that can be cancelled.
+
+    The core calls ``cancel()`` only on the scheduler, at most once it matters:
+    a handle need not be thread-safe, and a cancel after the callback ran (or
+    the work ended) must do nothing.
+    """
 
     def cancel(self) -> object: ...
 
@@ -66,12 +71,17 @@ class Backend(ABC):
     random: random.Random
     #: On the virtual clock, the most steps a flow may take at one instant without blocking.
     max_steps: int | None = None
-    #: Tasks being driven inside another task's step, one inside another (scheduler only).
+    #: The scheduler's own bookkeeping, kept per backend: how many tasks it is driving inside
+    #: another task's step, one inside another.  A backend never sets or reads it.
     nested_drives = 0
 
     @abstractmethod
     def now(self) -> float:
-        """The backend's clock, in seconds."""
+        """The backend's clock, in seconds; monotonic.
+
+        Called on the scheduler (timers, supervisors' restart windows, the
+        demo's timeline), never from another thread by the core.
+        """
 
     @abstractmethod
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
