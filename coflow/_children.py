@@ -21,6 +21,7 @@ from ._missing import MISSING
 from ._runner import Runner, launch
 from ._scheduler import SUSPEND, Task, handles
 from ._steps import Call, Spawn
+from ._validate import is_hashable
 
 #: How deep tasks may be driven inside one another's steps (see ``_nested``).
 MAX_NESTED_DRIVES = 16
@@ -30,11 +31,7 @@ def _flow_key(flow: Any) -> Any:
     """What "the same flow" means for a ref: a generator object counts as its function."""
     if inspect.isgenerator(flow):
         return flow.gi_code
-    try:
-        hash(flow)
-    except TypeError:
-        return id(flow)
-    return flow
+    return flow if is_hashable(flow) else id(flow)
 
 
 def _child(task: Task, step: Call | Spawn, where: str) -> tuple[Runner, bool]:

@@ -40,6 +40,7 @@ from ._steps import (
     describe,
     is_tasks,
 )
+from ._validate import is_hashable
 from ._values import value
 
 
@@ -506,20 +507,12 @@ def _fallback(task: Task, value: Any) -> Any:
             "no handler for this subclass of Step; build it from coflow's steps, or yield a flow"
         )
     hint = ""
-    if _hashable(value) and value in CONSTRUCTORS:
+    if is_hashable(value) and value in CONSTRUCTORS:
         arguments = "..." if inspect.signature(value).parameters else ""
         hint = f"; did you mean to call it, as in {value.__name__}({arguments})?"
     raise InvalidStep(
         f"flow {task.path()} yielded {value!r}, which is neither a step nor a flow{hint}"
     )
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
 
 
 FALLBACK.append(_fallback)

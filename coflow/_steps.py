@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from ._errors import InvalidStep
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
-from ._validate import check_choice, check_delay, check_hashable, check_optional_delay
+from ._validate import (
+    check_choice,
+    check_delay,
+    check_hashable,
+    check_optional_delay,
+    is_hashable,
+)
 from ._values import value
 
 if TYPE_CHECKING:
@@ -313,9 +319,7 @@ def run(
 
 def _policy(options: tuple[Any, ...]) -> RetryPolicy:
     """The policy for ``run``'s separate options; the same options give the same, shared one."""
-    try:
-        hash(options)
-    except TypeError:
+    if not is_hashable(options):
         return RetryPolicy(*options)  # e.g. retry_on given as a list: nothing to share
     return _policies(options)
 
@@ -460,14 +464,8 @@ def _check_child(where: str, flow: Any, ref: Any, notify: Any) -> None:
     from ._flow import is_flow_like  # _flow builds on this module
 
     if not is_flow_like(flow):
-        raise TypeError(
-            f"{where}: expected a flow (a Flow, a generator function, a generator or a step), "
-            f"got {flow!r}"
-        )
-    try:
-        hash(ref)
-    except TypeError:
-        raise TypeError(f"{where}({describe(flow)}): ref must be hashable, got {ref!r}") from None
+        raise TypeError(not_a_flow(where, flow))
+    check_hashable(f"{where}({describe(flow)})", "ref", ref)
     if notify is not None and not (callable(notify) or hasattr(notify, "put_nowait")):
         raise TypeError(
             f"{where}({describe(flow)}): notify must be a callable or a queue with put_nowait, "

@@ -107,9 +107,16 @@ def check_choice(where: str, name: str, value: Any, choices: tuple[str, ...]) ->
         raise ValueError(f"{where}: unknown {name} {value!r}; expected one of {valid}")
 
 
-def check_hashable(where: str, name: str, value: Any, what: str = "") -> None:
-    """``TypeError`` naming the value unless it can be a dict key."""
+def is_hashable(value: Any) -> bool:
+    """Whether ``value`` can be a dict key."""
     try:
         hash(value)
     except TypeError:
-        raise TypeError(f"{where}: {name} must be hashable{what}, got {value!r}") from None
+        return False
+    return True
+
+
+def check_hashable(where: str, name: str, value: Any, what: str = "") -> None:
+    """``TypeError`` naming the value unless it can be a dict key."""
+    if not is_hashable(value):
+        raise TypeError(f"{where}: {name} must be hashable{what}, got {value!r}")
