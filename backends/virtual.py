@@ -90,21 +90,15 @@ class VirtualBackend(EventLoopBackend):
         return _DONE_WORK
 
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
-        deadline = None if timeout is None else self._now + timeout
+        horizon = _INFINITY if timeout is None else self._now + timeout
         with self._drive():
-            while not latch.is_set:
-                if self._ready:
-                    self._run_once(self._now)
-                    continue
-                when = self._timers.next_deadline()
-                if when is None:
-                    raise Deadlock(f"{what} can never finish: no work is ready and no timer is set")
-                if deadline is not None and when > deadline:
-                    self._now = deadline
-                    return False
-                self._now = max(self._now, when)
-                self._run_once(self._now)
-        return True
+            self._run(horizon, latch)
+        if latch.is_set:
+            return True
+        if not self._ready and self._timers.next_deadline() is None:
+            raise Deadlock(f"{what} can never finish: no work is ready and no timer is set")
+        self._now = horizon
+        return False
 
     async def wait_latch_async(self, latch: Latch, what: str) -> None:
         self.wait_latch(latch, None, what)
@@ -125,42 +119,49 @@ class VirtualBackend(EventLoopBackend):
     def run(self, until: float | None = None) -> None:
         """Jump from timer to timer until nothing is left, or until time ``until``."""
         until = check_horizon("VirtualBackend.run", "until", until, self._now)
-        heap, ready = self._timers, self._ready
-        deadlines, due = heap.deadlines, heap.due
-        horizon = _INFINITY if until is None else until
         with self._drive():
-            while True:
-                if ready:
-                    self._run_once(self._now)
-                    continue
-                if not deadlines:
-                    break
-                when = deadlines[0]
-                if when > horizon:
-                    break
-                _heappop(deadlines)
-                entries = due.pop(when, None)
-                if not entries:
-                    continue  # a deadline whose timers were all cancelled
-                if when > self._now:
-                    self._now = when
-                if len(entries) == 1:
-                    # The only one due, nothing ready: run it here, with no trip through the
-                    # ready queue.  A filed task is driven itself; a timer runs its callback.
-                    (entry,) = entries
-                    if entry.__class__ is Timer:
-                        entry.heap = None
-                        entry.fire()
-                    else:
-                        entry.timer = None
-                        entry.drive(None, None)
-                    continue
-                for entry in entries:  # a tie: all join the ready queue, in the order filed
-                    queue_entry(entry, when, ready)
-            if until is not None and until > self._now:
-                self._now = until
+            self._run(_INFINITY if until is None else until, None)
+        if until is not None and until > self._now:
+            self._now = until
 
     # -- internals -------------------------------------------------------------------
+
+    def _run(self, horizon: float, latch: Latch | None) -> None:
+        """Run what is ready, and jump from deadline to deadline up to ``horizon``.
+
+        Stops when nothing is left, when the next deadline is past ``horizon``,
+        or once ``latch`` is set.
+        """
+        heap, ready = self._timers, self._ready
+        deadlines, due = heap.deadlines, heap.due
+        while latch is None or not latch.is_set:
+            if ready:
+                self._run_once(self._now)
+                continue
+            if not deadlines:
+                return
+            when = deadlines[0]
+            if when > horizon:
+                return
+            _heappop(deadlines)
+            entries = due.pop(when, None)
+            if not entries:
+                continue  # a deadline whose timers were all cancelled
+            if when > self._now:
+                self._now = when
+            if len(entries) == 1:
+                # The only one due, nothing ready: run it here, with no trip through the
+                # ready queue.  A filed task resumes itself; a timer runs its callback.
+                (entry,) = entries
+                if entry.__class__ is Timer:
+                    entry.heap = None
+                    entry.fire()
+                else:
+                    entry.timer = None
+                    entry.resume_filed(when, heap)
+                continue
+            for entry in entries:  # a tie: all join the ready queue, in the order filed
+                queue_entry(entry, when, ready)
 
     def _due(self) -> bool:
         when = self._timers.next_deadline()

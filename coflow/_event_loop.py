@@ -102,16 +102,17 @@ class TimerHeap:
         _set_args(timer, args)
         _set_heap(timer, self)
         _set_when(timer, deadline)
-        self._add(deadline, timer)
+        self.add(deadline, timer)
         return timer
 
     def file(self, deadline: float, task: Task) -> None:
         """Have ``task`` driven at ``deadline``; it holds this heap as its timer until then."""
         task.deadline = deadline
         task.timer = self
-        self._add(deadline, task)
+        self.add(deadline, task)
 
-    def _add(self, deadline: float, entry: Any) -> None:
+    def add(self, deadline: float, entry: Any) -> None:
+        """Put a timer or a filed task on the heap (``push`` and ``file`` make them)."""
         bucket = self.due.get(deadline)
         if bucket is None:
             self.due[deadline] = {entry: None}

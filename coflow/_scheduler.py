@@ -186,7 +186,8 @@ class Task:
                     step = gen.send(value)
                 else:
                     thrown, error = error, None
-                    step = gen.throw(thrown)
+                    # ``value`` is a step the top frame yielded to ``resume_filed`` already.
+                    step = value if thrown is _YIELDED else gen.throw(thrown)
             except StopIteration as stop:
                 frames.pop()
                 value = stop.value
@@ -231,6 +232,34 @@ class Task:
                 self._end_slice(value)
                 return
         self._finish(value, error)
+
+    def resume_filed(self, now: float, heap: TimerHeap) -> None:
+        """Resume a task its timer heap found due at ``now``, after a ``wait``.
+
+        The commonest event on a clock, so a ``wait`` that the top frame
+        yields next is filed here, with none of ``drive``'s set-up; anything
+        else goes on in ``drive``.
+        """
+        if self.cancel_pending:
+            self.drive(None, None)
+            return
+        try:
+            step = self.frames[-1].send(None)
+        except BaseException as ended:
+            # The frame has ended: ``drive`` throws this into it, which raises it again there,
+            # and handles that as it would have here.  Without this frame in the traceback.
+            if ended.__traceback__ is not None:
+                ended.__traceback__ = ended.__traceback__.tb_next
+            self.drive(None, ended)
+            return
+        if step.__class__ is Wait:
+            self.waiting = step
+            self.timer = heap
+            self.deadline = deadline = now + step.seconds
+            heap.add(deadline, self)
+            self.instant_steps = 0
+        else:
+            self.drive(step, _YIELDED)
 
     def _cancellation(self) -> tuple[None, BaseException | None]:
         """What resumes the top frame to cancel it: ``Cancelled``, unprotected past a grace."""
@@ -357,6 +386,13 @@ def _unprotected(gen: Frame) -> Frame:
 
 
 INTERNAL_CODES.add(_unprotected.__code__)
+
+
+class _Yielded(BaseException):
+    """``drive``'s marker, as its error, for a step already yielded (see ``resume_filed``)."""
+
+
+_YIELDED: Final = _Yielded()
 
 
 def _without_loop_frame(error: BaseException) -> BaseException:

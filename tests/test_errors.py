@@ -540,6 +540,25 @@ def test_the_traceback_reads_like_nested_calls_through_each_yield(backend: Any) 
     assert frames.index("outer_flow") < frames.index("fetch_part") < frames.index("_explode")
 
 
+def test_an_error_raised_as_a_wait_ends_reads_like_nested_calls_too(backend: Any) -> None:
+    """A flow resumed by its timer (on the virtual clock, outside the step loop) included."""
+
+    def late_failure() -> FlowGenerator:
+        yield wait(0.01)
+        raise KeyError("gone")
+
+    def waiting_parent() -> FlowGenerator:
+        yield late_failure
+
+    runner = coflow.start(waiting_parent, backend=backend)
+    with pytest.raises(FlowFailed) as excinfo:
+        runner.result(timeout=5)
+    reason = excinfo.value.__cause__
+    assert isinstance(reason, KeyError)
+    frames = [frame.name for frame in traceback.extract_tb(reason.__traceback__)]
+    assert frames == ["waiting_parent", "late_failure"]
+
+
 def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(backend: Any) -> None:
     """A caller resumed as its child ends runs outside the step loop's exception handlers."""
 
