@@ -65,7 +65,15 @@ class Latch:
 
 
 class Backend(ABC):
-    """What a backend implements; see the module docstring."""
+    """What a backend implements; see the module docstring and docs/architecture.md.
+
+    ``name`` shows in messages; ``random`` (a ``random.Random``) draws retry
+    jitter, seeded where runs must repeat.  ``call_soon``, ``call_later`` and
+    ``start_work`` are called only on the scheduler, so what they share needs
+    no lock.  What a finished runner left must not stay reachable from the
+    backend (SPEC §9): a cancelled timer drops its callback and arguments, and
+    an idle loop holds no callback it has run.
+    """
 
     name: str = "abstract"
     random: random.Random
@@ -89,7 +97,11 @@ class Backend(ABC):
 
     @abstractmethod
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
-        """Like ``call_soon``, from any thread; work posted from one thread keeps its order."""
+        """Like ``call_soon``, from any thread; work posted from one thread keeps its order.
+
+        Called on the scheduler's own thread, it queues in order with
+        ``call_soon``.  Once the backend is closed it raises ``RuntimeError``.
+        """
 
     @abstractmethod
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Handle:
@@ -117,15 +129,23 @@ class Backend(ABC):
         """Run ``fn(*args)`` as concurrent work, then ``done(value, error)`` on the scheduler.
 
         ``cancel()`` asks the work to stop; ``done`` is still called exactly once
-        (its value is then ignored): when the work has really finished, or at
-        once for work that cannot be interrupted (a pool thread), whose late
-        result is discarded.  Work this backend cannot run ends with a
-        ``TypeError`` naming the backend.
+        (its value is then ignored): when the work has really finished, or soon
+        (posted with ``call_soon``, never inside ``cancel()``) for work that
+        cannot be interrupted (a pool thread), whose late result is discarded.
+        Any ``BaseException`` that ends the work is its ``error``, and so is a
+        kill or a cancellation that someone else made.  Work this backend
+        cannot run (a coroutine function on the threads backend) ends with a
+        ``TypeError`` naming the backend; close a coroutine it returned.
         """
 
     @abstractmethod
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
-        """Block the caller until ``latch`` is set; ``False`` if ``timeout`` passed first."""
+        """Block the caller until ``latch`` is set; ``False`` if ``timeout`` passed first.
+
+        ``timeout`` may be longer than a thread can wait at once, or infinite
+        (``wait_in_thread`` waits in pieces).  Called on the scheduler's own
+        thread, where blocking would wait forever, it raises ``RuntimeError``.
+        """
 
     async def wait_latch_async(self, latch: Latch, what: str) -> None:
         """Await, on the running asyncio loop, until ``latch`` is set."""
