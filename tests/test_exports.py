@@ -6,6 +6,7 @@ import inspect
 import os
 import subprocess
 import sys
+import typing
 from collections import Counter
 
 import pytest
@@ -103,6 +104,8 @@ def test_classes_and_functions_claim_the_public_module() -> None:
     wrong = {}
     for name in coflow.__all__:
         obj = getattr(coflow, name)
+        if typing.get_origin(obj) is not None:
+            continue  # a type alias (FlowGenerator), which Python 3.10 calls a class
         if (inspect.isclass(obj) or inspect.isfunction(obj)) and obj.__module__ != "coflow":
             wrong[name] = obj.__module__
     assert wrong == {}
