@@ -78,6 +78,9 @@ class AsyncioBackend(Backend):
             )
         return wait_in_thread(self, latch, timeout)
 
+    def scheduler_here(self) -> str | None:
+        return "the asyncio event loop" if asyncio._get_running_loop() is self.loop else None
+
 
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     """``inspect.iscoroutinefunction``, with a fast answer for plain functions (most work)."""

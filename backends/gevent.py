@@ -26,7 +26,7 @@ from typing import Any
 try:
     from gevent.event import Event
     from gevent.greenlet import Greenlet
-    from gevent.hub import get_hub
+    from gevent.hub import get_hub, getcurrent
     from gevent.monkey import get_original
 except ImportError as missing:  # pragma: no cover - exercised where gevent is absent
     raise ImportError(
@@ -91,6 +91,9 @@ class GeventBackend(EventLoopBackend):
         # In the hub's thread, block only the calling greenlet; elsewhere, the thread.
         event = Event if _thread_id() == self._hub_thread else _ThreadEvent
         return wait_in_thread(self, latch, timeout, event)
+
+    def scheduler_here(self) -> str | None:
+        return "the gevent hub" if getcurrent() is self._hub else None
 
     async def wait_latch_async(self, latch: Latch, what: str) -> None:
         if _thread_id() == self._hub_thread:

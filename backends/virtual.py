@@ -48,6 +48,7 @@ class VirtualBackend(EventLoopBackend):
     """Virtual time: ``now()`` moves only through ``advance``, ``run`` and ``result()``."""
 
     name = "virtual"
+    driven_by_its_caller = True
 
     def __init__(self, start: float = 0.0, seed: int = 0, max_steps: int = 1_000_000) -> None:
         super().__init__()

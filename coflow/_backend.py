@@ -79,6 +79,9 @@ class Backend(ABC):
     random: random.Random
     #: On the virtual clock, the most steps a flow may take at one instant without blocking.
     max_steps: int | None = None
+    #: Whether nothing runs but when a caller drives the backend (the virtual clock): a wait
+    #: there is the caller's own driving, not a wait for another thread.
+    driven_by_its_caller = False
     #: The scheduler's own bookkeeping, kept per backend: how many tasks it is driving inside
     #: another task's step, one inside another.  A backend never sets or reads it.
     nested_drives = 0
@@ -166,6 +169,16 @@ class Backend(ABC):
 
         self.call_soon_threadsafe(latch.add_callback, on_set)
         await woken
+
+    def scheduler_here(self) -> str | None:
+        """The scheduler the calling code runs in, if it runs as part of its caller's thread.
+
+        Blocking there would stop the scheduler that must do what is waited
+        for, so the core refuses to (a signal future's ``result()``).  The
+        asyncio loop and the gevent hub say so; a backend whose own
+        ``wait_latch`` refuses its scheduler thread need not.
+        """
+        return None
 
     def close(self) -> None:  # noqa: B027 - most backends own nothing to release
         """Release what the backend owns (threads, a pool); runners on it stop being served."""

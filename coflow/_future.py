@@ -30,14 +30,13 @@ does, so a wait can never stop the scheduler that would settle it:
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Generator
 from concurrent.futures import Future, TimeoutError as WaitTimedOut
 from concurrent.futures._base import FINISHED, PENDING
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._backend import Backend, Latch
+from ._backend import Latch
 
 if TYPE_CHECKING:
     from ._runner import Runner
@@ -120,9 +119,9 @@ class SignalFuture(Future[T]):
         """Block until settled, on the runner's backend; raise where that would never end."""
         runner = self._runner
         backend = runner.backend
-        if backend.name == "virtual":
+        if backend.driven_by_its_caller:
             return  # a plain Future's wait: this thread may not be the one driving the clock
-        scheduler = _scheduler_here(backend)
+        scheduler = backend.scheduler_here()
         if scheduler is not None:
             raise RuntimeError(
                 f"waiting here for {_what(runner)} would block {scheduler}, which applies it: "
@@ -147,20 +146,3 @@ class SignalFuture(Future[T]):
 
 def _what(runner: Runner) -> str:
     return f"the signal to flow {runner.name!r}"
-
-
-def _scheduler_here(backend: Backend) -> str | None:
-    """The scheduler the caller is running, if blocking here would stop it; else ``None``.
-
-    The threads backend's own ``wait_latch`` refuses its scheduler thread, so
-    only the two schedulers that run as part of their caller's thread are named.
-    """
-    if backend.name == "asyncio":
-        asyncio = sys.modules.get("asyncio")
-        if asyncio is not None and asyncio._get_running_loop() is getattr(backend, "loop", None):
-            return "the asyncio event loop"
-    elif backend.name == "gevent":
-        gevent = sys.modules.get("gevent")
-        if gevent is not None and gevent.getcurrent() is getattr(backend, "_hub", None):
-            return "the gevent hub"
-    return None
