@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import time
 import weakref
 from typing import Any
@@ -355,13 +356,14 @@ def test_an_idle_threads_backend_keeps_no_finished_runner() -> None:
             coflow.run(lambda s: time.sleep(0.05)), initial_state=state, backend=backend
         )
         runner.result(timeout=5)  # asked before the work ends: its outcome is the last post
-        runner_ref, state_ref = weakref.ref(runner), weakref.ref(state)
+        runner_ref, state_released = weakref.ref(runner), threading.Event()
+        weakref.finalize(state, state_released.set)
         del runner, state
         for _ in range(500):  # the scheduler thread may still be in the callback that ended it
             gc.collect()
-            if runner_ref() is None and state_ref() is None:
+            if state_released.wait(0.01):
                 break
-            time.sleep(0.01)
-        assert (runner_ref(), state_ref()) == (None, None)
+        assert runner_ref() is None
+        assert state_released.is_set()
     finally:
         backend.close()
