@@ -82,9 +82,6 @@ class Backend(ABC):
     #: Whether nothing runs but when a caller drives the backend (the virtual clock): a wait
     #: there is the caller's own driving, not a wait for another thread.
     driven_by_its_caller = False
-    #: The scheduler's own bookkeeping, kept per backend: how many tasks it is driving inside
-    #: another task's step, one inside another.  A backend never sets or reads it.
-    nested_drives = 0
 
     @abstractmethod
     def now(self) -> float:

@@ -13,6 +13,7 @@ that child was stopped, which gave no result; then a new one starts.
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any
 
 from ._errors import ChildFailed, FlowStopped, FlowTimeout
@@ -60,15 +61,28 @@ def _nested(task: Task, value: Any, error: BaseException | None) -> bool:
     saves a trip through the backend; but chains of them nest, so past a
     bound they are posted instead, and depth never costs recursion.
     """
-    backend = task.runner.backend
-    if backend.nested_drives >= MAX_NESTED_DRIVES:
+    nesting = _nesting
+    if nesting.depth >= MAX_NESTED_DRIVES:
         return False
-    backend.nested_drives += 1
+    nesting.depth += 1
     try:
         task.drive(value, error)
     finally:
-        backend.nested_drives -= 1
+        nesting.depth -= 1
     return True
+
+
+class _Nesting(threading.local):
+    """How deep the scheduler running in this thread is driving tasks inside others' steps.
+
+    The scheduler's own bookkeeping, per thread since each scheduler runs in one
+    thread (greenlets of one hub never switch inside a step).
+    """
+
+    depth = 0
+
+
+_nesting = _Nesting()
 
 
 @handles(Spawn)
