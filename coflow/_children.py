@@ -41,6 +41,7 @@ def _child(task: Task, step: Call | Spawn, where: str) -> tuple[Runner, bool]:
     A new child is made, not yet started.
     """
     parent = task.runner
+    assert isinstance(parent, Runner)  # the only owner of a task
     links = parent.ensure_links()
     key = None
     if step.ref is not None:
@@ -49,7 +50,7 @@ def _child(task: Task, step: Call | Spawn, where: str) -> tuple[Runner, bool]:
         if known is not None and known.status != "stopped":
             return known, False
     child = launch(step.flow, parent.backend, step.initial_state, step.notify, None, where, task)
-    child._parent = parent
+    child.parent = parent
     links.add_child(child, key)
     return child, True
 
@@ -89,8 +90,8 @@ _nesting = _Nesting()
 def _spawn(task: Task, step: Spawn) -> Any:
     child, new = _child(task, step, "spawn")
     if new:
-        assert child._root is not None
-        child.backend.call_soon(child._root.drive, None, None)  # the parent goes on first
+        assert child.root is not None
+        child.backend.call_soon(child.root.drive, None, None)  # the parent goes on first
     return child
 
 
@@ -98,7 +99,7 @@ def _outcome(child: Runner) -> tuple[Any, BaseException | None]:
     """What a ``call`` of an ended child gives: its final state, or ``ChildFailed``."""
     if child.status == "done":
         return child.state, None
-    reason = child._error if child.status == "failed" else FlowStopped(child.name)
+    reason = child.error if child.status == "failed" else FlowStopped(child.name)
     assert reason is not None
     failed = ChildFailed(child.name, reason)
     failed.__cause__ = reason
@@ -143,21 +144,21 @@ class ChildWait:
         """Stop the child; the call gives its timeout result once the child has ended."""
         self.timer = None
         self.timed_out = True
-        self.child._stop()
+        self.child.stop_now()
 
     def abort(self, task: Task) -> None:
         """The waiting task is cancelled: stop the child; the task resumes once it has ended."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.child._stop()
+        self.child.stop_now()
 
 
 @handles(Call)
 def _call(task: Task, step: Call) -> Any:
     child, new = _child(task, step, "call")
     if new:
-        root = child._root
+        root = child.root
         assert root is not None
         if not _nested(root, None, None):  # the caller waits anyway: start the child now
             child.backend.call_soon(root.drive, None, None)

@@ -34,7 +34,7 @@ from ._scheduler import Task
 from ._steps import reusable
 from ._supervisor import Supervisor, find_supervisor
 from ._validate import check_delay, check_limit
-from ._waking import offer, state_changed
+from ._waking import deliver, state_changed, unblock
 
 logger = logging.getLogger("coflow")
 #: What a supervisor's restart counts toward ``max_steps`` at its instant on the virtual clock:
@@ -66,23 +66,27 @@ class Runner:
 
     __slots__ = (
         "__weakref__",  # registries of live runners hold them weakly
-        "_blocked",
         "_done_latch",
-        "_error",
         "_id",
         "_links",
-        "_mailbox",
-        "_parent",
-        "_root",
         "_sinks",
         "_stop_asked",
         "_stopping",
         "backend",
+        "blocked",
+        "error",
         "flow",
+        "mailbox",
         "name",
+        "parent",
+        "root",
         "state",
         "status",
     )
+
+    # The attributes without a leading underscore and not in SPEC (``root``, ``parent``,
+    # ``error``, ``blocked``, ``mailbox``) are the core's: the scheduler, the waking rules
+    # and child flows read them; a user reads the public properties and methods.
 
     def __init__(
         self, flow: Any, backend: Backend, initial_state: Any, name: str, sinks: tuple[Notify, ...]
@@ -96,17 +100,20 @@ class Runner:
         self.status = "running"
         #: Notify targets: the notify callable, then event streams (replaced, never mutated).
         self._sinks = sinks
-        self._root: Task | None = None
-        #: Tasks blocked on state changes or messages: None, one Task, or a list when several.
-        self._blocked: Task | list[Task] | None = None
-        self._mailbox: deque[Any] | None = None
+        #: The task running the flow's body; None once the runner has ended.
+        self.root: Task | None = None
+        #: Tasks blocked on state changes or messages, and the messages not yet taken:
+        #: what ``_waking`` keeps for this runner (see there).
+        self.blocked: Task | list[Task] | None = None
+        self.mailbox: deque[Any] | None = None
         self._done_latch: Latch | None = None
-        self._error: BaseException | None = None
+        #: What the flow failed with, once it has.
+        self.error: BaseException | None = None
         self._stopping = False
         #: Set by ``stop()`` on the caller's thread, so the stop overtakes what is queued.
         self._stop_asked = False
         #: The runner that started this one with ``call`` or ``spawn``.
-        self._parent: Runner | None = None
+        self.parent: Runner | None = None
         #: Children and supervisor: made on first need (most runners have none).
         self._links: Links | None = None
 
@@ -132,7 +139,7 @@ class Runner:
         runner: Runner | None = self
         while runner is not None:
             names.append(runner.name)
-            runner = runner._parent
+            runner = runner.parent
         names.reverse()
         return names
 
@@ -152,7 +159,7 @@ class Runner:
                 head, depth = links.outer
                 break
             chain.append(runner)
-            runner = runner._parent
+            runner = runner.parent
         for below in reversed(chain):
             depth += 1
             if len(head) < keep:
@@ -166,7 +173,7 @@ class Runner:
         for _ in range(keep):
             assert runner is not None
             inner.append(runner.name)
-            runner = runner._parent
+            runner = runner.parent
         inner.reverse()
         return list(head), depth - 2 * keep, inner
 
@@ -215,7 +222,7 @@ class Runner:
             grace = check_delay("stop", "grace", grace)
         if self.status == "running":
             self._stop_asked = True
-            self.backend.call_soon_threadsafe(self._stop, grace)
+            self.backend.call_soon_threadsafe(self.stop_now, grace)
 
     def children(self, status: str | None = None) -> list[Runner]:
         """The runners this one started with ``call`` and ``spawn``, oldest first.
@@ -314,7 +321,7 @@ class Runner:
         """Make ``new_state`` current; notify if it differs, then wake what waits on changes."""
         old_state = self.state
         self.state = new_state
-        if not self._sinks and not self._blocked:
+        if not self._sinks and not self.blocked:
             return  # nobody to notify or wake: equality need not be computed
         if new_state is old_state:
             changed = False
@@ -328,48 +335,33 @@ class Runner:
                 self._emit(FlowState(new_state, self))
         elif not signalled:
             return
-        if self._blocked:
-            state_changed(self, self._blocked)
-
-    def block(self, task: Task) -> None:
-        """Register ``task`` as waiting on state changes or messages."""
-        blocked = self._blocked
-        if blocked is None:
-            self._blocked = task
-        elif isinstance(blocked, list):
-            blocked.append(task)
-        else:
-            self._blocked = [blocked, task]
+        if self.blocked:
+            state_changed(self, self.backend.now())
 
     def unblock(self, task: Task) -> None:
-        blocked = self._blocked
-        if blocked is task:
-            self._blocked = None
-        elif isinstance(blocked, list) and task in blocked:
-            blocked.remove(task)
+        """``task`` waits on this runner's state changes and messages no more (its abort)."""
+        unblock(self, task)
 
-    def mailbox(self) -> deque[Any] | None:
-        """The messages sent and not yet taken, oldest first (None when there never were any)."""
-        return self._mailbox
+    @property
+    def unprotected(self) -> bool:
+        """Whether a stop's grace is over: ``Cancelled`` then reaches even cleanup."""
+        links = self._links
+        return links is not None and links.unprotected
 
     def _deliver(self, message: Any) -> None:
         if self.status != "running":
             return
         if self._stop_asked:
-            self._stop()  # no-op once stopping: a stopping flow takes no more messages
+            self.stop_now()  # no-op once stopping: a stopping flow takes no more messages
             return
-        if offer(self._blocked, message):
-            return
-        if self._mailbox is None:
-            self._mailbox = deque()
-        self._mailbox.append(message)
+        deliver(self, message)
 
     def _apply_signal(self, fn: Callable[[Any], Any], future: SignalFuture[Any]) -> None:
         if self.status != "running":
             future.settle(None, FlowNotRunning(self.name, self.status, "signal"))
             return
         if self._stop_asked:
-            self._stop()  # no-op once stopping: the stop overtakes the signals queued behind it
+            self.stop_now()  # no-op once stopping: the stop overtakes the signals queued behind it
             future.settle(None, FlowNotRunning(self.name, "stopping", "signal"))
             return
         try:
@@ -380,7 +372,7 @@ class Runner:
         self.replace_state(new_state, signalled=True)
         future.settle(new_state, None)
 
-    def _stop(self, grace: float | None = None) -> None:
+    def stop_now(self, grace: float | None = None) -> None:
         """Cancel the children first (innermost first, last started first), then the flow.
 
         Walked with a stack, not recursion, so any depth of children can be stopped.
@@ -389,8 +381,8 @@ class Runner:
         for runner in stopping:
             runner._stopping = True
         for runner in reversed(stopping):
-            assert runner._root is not None
-            runner._root.cancel()
+            assert runner.root is not None
+            runner.root.cancel()
         if grace is not None and self.status == "running":
             self.backend.call_later(grace, self._force_stop)
 
@@ -410,8 +402,8 @@ class Runner:
         """The grace is over: cleanup still running gets ``Cancelled`` again, unprotected."""
         for runner in reversed(self._descendants(lambda runner: True)):
             runner.ensure_links().unprotected = True
-            assert runner._root is not None
-            for task in reversed(runner._root.tree()):
+            assert runner.root is not None
+            for task in reversed(runner.root.tree()):
                 task.cancel_again()
 
     def _emit(self, event: FlowEvent) -> None:
@@ -451,7 +443,7 @@ class Runner:
         links.held = error
         links.held_for_restart = False
         for child in links.running_children():
-            child._stop()
+            child.stop_now()
 
     def _restart_after_unreffed(self, links: Links, reason: BaseException) -> None:
         """Stop the children without a ref; restart once they have ended."""
@@ -462,7 +454,7 @@ class Runner:
         links.held = reason
         links.held_for_restart = True
         for child in unreffed:
-            child._stop()
+            child.stop_now()
 
     def _restart_held(self, reason: BaseException) -> None:
         """The children without a ref have ended: restart, unless a stop came meanwhile."""
@@ -506,16 +498,16 @@ class Runner:
         """Run the flow again from its initial state, on the same handle."""
         links = self.ensure_links()
         links.restarts += 1
-        self._blocked = None
-        self._mailbox = None
-        self._error = None
+        self.blocked = None
+        self.mailbox = None
+        self.error = None
         links.cleanup_errors = None
         if self._sinks:
             self._emit(FlowRestarted(reason, self))
         self.state = links.initial_state
         if self._sinks:
             self._emit(FlowState(self.state, self))
-        root = self._root = Task(self, self, instantiate(self.flow, "supervisor restart"))
+        root = self.root = Task(self, self, instantiate(self.flow, "supervisor restart"))
         self.backend.call_soon(root.drive, None, None)  # never inline: a restart cannot recurse
         if self.backend.max_steps is not None:
             self._count_instant_restart(links, self.backend.max_steps)
@@ -544,26 +536,26 @@ class Runner:
             self.status = "stopped"
         else:
             self.status = "failed"
-            self._error = error
+            self.error = error
             links = self._links
             for cleanup_error in (links.cleanup_errors if links is not None else None) or ():
                 add_note(error, f"coflow: while cancelling, cleanup raised {cleanup_error!r}")
             if self._sinks and not self._stopping:
                 self._emit(FlowError(error, self))
             elif not self._sinks and self._done_latch is None and not self._supervised():
-                if self._parent is not None:
+                if self.parent is not None:
                     self._log_unwatched()  # spawned: nothing of its parent waits for it
                 else:
                     unwatched = True  # logged when dropped, unless asked for by then
-        self._blocked = None
-        self._mailbox = None
+        self.blocked = None
+        self.mailbox = None
         if self._sinks:
             for sink in self._drop_stream_sinks(None):  # nothing more will come: let them go
                 if type(sink) is _StreamSink:
                     sink.end()
-        self._root = None  # no cycle left through the finished task: reference counting frees it
-        if self._parent is not None:
-            self._parent.child_ended(self)
+        self.root = None  # no cycle left through the finished task: reference counting frees it
+        if self.parent is not None:
+            self.parent.child_ended(self)
         links = self._links
         if links is not None and links.supervisor is not None:
             links.supervisor.forget(self)
@@ -587,7 +579,7 @@ class Runner:
 
     def _log_unwatched(self) -> None:
         """A failure nobody hears of is logged, as asyncio logs an exception never retrieved."""
-        error = self._error
+        error = self.error
         where = getattr(error, "_coflow_where", None) or f"in flow {' > '.join(self.lineage())}"
         logger.error(
             "flow %r failed %s, and nothing watched it (no notify, result(), wait() or "
@@ -628,9 +620,9 @@ class Runner:
             return self.state
         if self.status == "stopped":
             raise FlowStopped(self.name)
-        assert self._error is not None
-        where = getattr(self._error, "_coflow_where", None)
-        raise FlowFailed(self.name, self._error, where) from self._error
+        assert self.error is not None
+        where = getattr(self.error, "_coflow_where", None)
+        raise FlowFailed(self.name, self.error, where) from self.error
 
 
 class _StreamSink:
@@ -850,7 +842,7 @@ def launch(
     body = instantiate(flow, where, task)
     sinks = () if notify is None else (_sink(notify),)
     runner = Runner(flow, backend, initial_state, name or flow_name(flow), sinks)
-    runner._root = Task(runner, runner, body)
+    runner.root = Task(runner, runner, body)
     return runner
 
 
@@ -879,6 +871,6 @@ def start(
     runner = launch(flow, resolved, initial_state, notify, name)
     if chosen is not None:
         chosen.adopt(runner)
-    assert runner._root is not None
-    resolved.call_soon_threadsafe(runner._root.drive, None, None)
+    assert runner.root is not None
+    resolved.call_soon_threadsafe(runner.root.drive, None, None)
     return runner

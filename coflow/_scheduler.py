@@ -84,11 +84,44 @@ from ._location import INTERNAL_CODES, PATH_ENDS, add_note, flow_path, is_user_f
 from ._steps import SetState, Wait
 
 if TYPE_CHECKING:
-    from ._backend import Handle
-    from ._runner import Runner, StateView
+    from collections import deque
+
+    from ._backend import Backend, Handle
+    from ._runner import StateView
 
 Frame = Generator[Any, Any, Any]
 Handler = Callable[["Task", Any], Any]
+
+
+class Owner(Protocol):
+    """What a task asks of the runner it belongs to: the whole of their contract.
+
+    The scheduler reaches the backend and the runner only through this; the
+    waking rules (``_waking``) keep their registry in ``blocked`` and ``mailbox``.
+    """
+
+    backend: Backend
+    blocked: Task | list[Task] | None
+    mailbox: deque[Any] | None
+
+    @property
+    def unprotected(self) -> bool:
+        """Whether a stop's grace is over: ``Cancelled`` then reaches even cleanup."""
+
+    def root_finished(self, value: Any, error: BaseException | None) -> None:
+        """The root task has ended, with its body's return value or the error it raised."""
+
+    def park_until_children_end(self, task: Task) -> bool:
+        """Hold the cancelled root ``task`` while child runners run; True if it was held."""
+
+    def cleanup_failed(self, error: BaseException, where: str) -> None:
+        """Cleanup run during a cancellation raised ``error``: keep it for the final report."""
+
+    def unblock(self, task: Task) -> None:
+        """``task``, being cancelled, waits on state changes and messages no more."""
+
+    def path_parts(self, keep: int) -> tuple[list[str], int, list[str]]:
+        """The names of the runners down to this one, shortened (``flow_path``)."""
 
 
 class Waitable(Protocol):
@@ -149,7 +182,7 @@ class Task:
     )
 
     def __init__(
-        self, runner: Runner, view: StateView, body: Frame, join: Join | None = None, index: int = 0
+        self, runner: Owner, view: StateView, body: Frame, join: Join | None = None, index: int = 0
     ) -> None:
         self.runner = runner
         self.view = view
@@ -263,8 +296,7 @@ class Task:
 
     def _cancellation(self) -> tuple[None, BaseException | None]:
         """What resumes the top frame to cancel it: ``Cancelled``, unprotected past a grace."""
-        links = self.runner._links
-        if links is not None and links.unprotected and self.frames:
+        if self.runner.unprotected and self.frames:
             self.frames[-1] = _unprotected(self.frames[-1])
             return None, None
         return None, Cancelled()

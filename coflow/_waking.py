@@ -1,7 +1,8 @@
 """How blocked tasks wake: the rules of ``wait_until``, ``debounce`` and ``receive``, in one place.
 
 A task blocked in one of these steps is registered with its runner
-(``Runner.block``), and ``task.waiting`` is the step:
+(``block``: the runner's ``blocked`` holds one task, or a list of several, and
+its ``mailbox`` the messages not taken), and ``task.waiting`` is the step:
 
 * ``wait_until(pred)`` tests ``pred(state)`` at the ``yield`` and continues at
   once if it holds; else it blocks and is re-tested after every signal and
@@ -17,21 +18,28 @@ A task blocked in one of these steps is registered with its runner
   numpy array), wakes the task with that error at its ``yield``; a message
   it was tested on is kept, for the next receiver.
 * A ``timeout`` unregisters the task and raises ``FlowTimeout`` at the ``yield``.
+
+What a state change does to a blocked task is looked up by its step's type
+in ``ON_CHANGE``; only a ``receive`` is offered messages.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._errors import FlowTimeout
 from ._missing import MISSING
 from ._scheduler import SUSPEND, Task, handles
 from ._steps import Debounce, Receive, WaitUntil
 
-if TYPE_CHECKING:
-    from ._runner import Runner
+
+class Registry(Protocol):
+    """What the waking rules keep on a runner: its blocked tasks and its mailbox."""
+
+    blocked: Task | list[Task] | None
+    mailbox: deque[Any] | None
 
 
 @handles(WaitUntil)
@@ -44,7 +52,7 @@ def _wait_until(task: Task, step: WaitUntil) -> Any:
 
 @handles(Receive)
 def _receive(task: Task, step: Receive) -> Any:
-    message = take_message(task.runner.mailbox(), step.match)
+    message = take_message(task.runner.mailbox, step.match)
     if message is not MISSING:
         return message
     return _block(task, step, "receive")
@@ -53,7 +61,7 @@ def _receive(task: Task, step: Receive) -> Any:
 def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
     """Suspend until a state change or a message wakes the task, or its timeout passes."""
     task.waiting = step
-    task.runner.block(task)
+    block(task.runner, task)
     if step.timeout is not None:
         timeout = step.timeout
         task.timer = task.runner.backend.call_later(timeout, _timed_out, task, what, timeout)
@@ -61,7 +69,7 @@ def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
 
 
 def _timed_out(task: Task, what: str, seconds: float) -> None:
-    task.runner.unblock(task)
+    unblock(task.runner, task)
     task.timer = None
     task.drive(None, FlowTimeout(what, seconds))
 
@@ -71,7 +79,7 @@ def _debounce(task: Task, step: Debounce) -> Any:
     backend = task.runner.backend
     task.waiting = step
     task.deadline = backend.now() + step.seconds
-    task.runner.block(task)
+    block(task.runner, task)
     task.timer = backend.call_later(step.seconds, _debounce_check, task)
     return SUSPEND
 
@@ -87,38 +95,72 @@ def _debounce_check(task: Task) -> None:
     if remaining > _EARLY:
         task.timer = backend.call_later(remaining, _debounce_check, task)
         return
-    task.runner.unblock(task)
+    unblock(task.runner, task)
     task.timer = None
     task.drive(task.view.state, None)
 
 
-def state_changed(runner: Runner, blocked: Task | list[Task]) -> None:
-    """After a signal or a state change: restart every debounce, re-test every ``wait_until``."""
-    now = runner.backend.now()
-    if isinstance(blocked, Task):
-        _recheck(blocked, now)  # the common case: one waiter, no list to copy
-    else:
-        for task in list(blocked):  # a copy: woken tasks unblock while it is walked
-            _recheck(task, now)
-
-
-def _recheck(task: Task, now: float) -> None:
-    waiting = task.waiting
-    if type(waiting) is Debounce:
-        task.deadline = now + waiting.seconds
-    elif type(waiting) is WaitUntil:
-        _wake_if(task, waiting.predicate, task.view.state)
-
-
-def offer(blocked: Task | list[Task] | None, message: Any) -> bool:
-    """Offer a sent message to the blocked receivers; True once one has taken it."""
+def block(registry: Registry, task: Task) -> None:
+    """Register ``task`` as waiting on state changes or messages."""
+    blocked = registry.blocked
     if blocked is None:
-        return False
-    for task in [blocked] if isinstance(blocked, Task) else list(blocked):  # a copy, as above
-        waiting = task.waiting
-        if type(waiting) is Receive and _wake_if(task, waiting.match, message):
-            return True  # taken: each message goes to one receiver
-    return False
+        registry.blocked = task
+    elif isinstance(blocked, list):
+        blocked.append(task)
+    else:
+        registry.blocked = [blocked, task]
+
+
+def unblock(registry: Registry, task: Task) -> None:
+    """``task`` waits on state changes and messages no more; harmless if it did not."""
+    blocked = registry.blocked
+    if blocked is task:
+        registry.blocked = None
+    elif isinstance(blocked, list) and task in blocked:
+        blocked.remove(task)
+
+
+def _blocked_tasks(blocked: Task | list[Task]) -> list[Task] | tuple[Task]:
+    """The blocked tasks, copied: woken tasks unblock while they are walked."""
+    return (blocked,) if isinstance(blocked, Task) else list(blocked)
+
+
+def state_changed(registry: Registry, now: float) -> None:
+    """After a signal or a state change: restart every debounce, re-test every ``wait_until``."""
+    blocked = registry.blocked
+    if blocked is not None:
+        for task in _blocked_tasks(blocked):
+            on_change = ON_CHANGE.get(task.waiting.__class__)
+            if on_change is not None:
+                on_change(task, task.waiting, now)
+
+
+def _restart_quiet(task: Task, step: Debounce, now: float) -> None:
+    task.deadline = now + step.seconds
+
+
+def _retest(task: Task, step: WaitUntil, now: float) -> None:
+    _wake_if(task, step.predicate, task.view.state)
+
+
+#: Blocked step type -> what a state change does to the task blocked in it.
+ON_CHANGE: dict[type, Callable[[Task, Any, float], None]] = {
+    Debounce: _restart_quiet,
+    WaitUntil: _retest,
+}
+
+
+def deliver(registry: Registry, message: Any) -> None:
+    """A message sent: the first blocked receiver that matches takes it, else the mailbox."""
+    blocked = registry.blocked
+    if blocked is not None:
+        for task in _blocked_tasks(blocked):
+            waiting = task.waiting
+            if type(waiting) is Receive and _wake_if(task, waiting.match, message):
+                return  # taken: each message goes to one receiver
+    if registry.mailbox is None:
+        registry.mailbox = deque()
+    registry.mailbox.append(message)
 
 
 def take_message(mailbox: deque[Any] | None, match: Callable[[Any], Any] | None) -> Any:
@@ -140,10 +182,10 @@ def _wake_if(task: Task, test: Callable[[Any], Any] | None, value: Any) -> bool:
     try:
         passed = test is None or bool(test(value))  # truth-tested here: it may raise too
     except BaseException as error:
-        task.runner.unblock(task)
+        unblock(task.runner, task)
         task.wake_soon(None, error)
         return False
     if passed:
-        task.runner.unblock(task)
+        unblock(task.runner, task)
         task.wake_soon(value, None)
     return passed
