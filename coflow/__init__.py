@@ -8,7 +8,7 @@ returns its ``Runner``.
 
 from __future__ import annotations
 
-from . import _children as _children, _handlers as _handlers  # register the step handlers
+from . import _dispatch as _dispatch  # fills the step loop's table of handlers
 from ._backend import Backend as Backend
 from ._errors import (
     Cancelled as Cancelled,
@@ -40,8 +40,8 @@ from ._results import (
 )
 from ._retry import RetryPolicy as RetryPolicy
 from ._runner import EventStream as EventStream, Runner as Runner, start as start
+from ._step import Step as Step
 from ._steps import (
-    Step as Step,
     branch as branch,
     call as call,
     debounce as debounce,

@@ -12,15 +12,14 @@ that child was stopped, which gave no result; then a new one starts.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from typing import Any
 
 from ._errors import ChildFailed, FlowStopped, FlowTimeout
-from ._flow import flow_name
+from ._flow import flow_kind, flow_name
 from ._missing import MISSING
 from ._runner import Runner, launch
-from ._scheduler import SUSPEND, Task, handles
+from ._scheduler import SUSPEND, Task
 from ._steps import Call, Spawn
 from ._validate import is_hashable
 
@@ -30,7 +29,7 @@ MAX_NESTED_DRIVES = 16
 
 def _flow_key(flow: Any) -> Any:
     """What "the same flow" means for a ref: a generator object counts as its function."""
-    if inspect.isgenerator(flow):
+    if flow_kind(flow) == "generator":
         return flow.gi_code
     return flow if is_hashable(flow) else id(flow)
 
@@ -86,8 +85,7 @@ class _Nesting(threading.local):
 _nesting = _Nesting()
 
 
-@handles(Spawn)
-def _spawn(task: Task, step: Spawn) -> Any:
+def handle_spawn(task: Task, step: Spawn) -> Any:
     child, new = _child(task, step, "spawn")
     if new:
         assert child.root is not None
@@ -154,8 +152,7 @@ class ChildWait:
         self.child.stop_now()
 
 
-@handles(Call)
-def _call(task: Task, step: Call) -> Any:
+def handle_call(task: Task, step: Call) -> Any:
     child, new = _child(task, step, "call")
     if new:
         root = child.root

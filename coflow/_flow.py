@@ -16,7 +16,7 @@ from typing import Any, overload
 
 from ._errors import InvalidStep
 from ._missing import MISSING
-from ._steps import Step, not_a_flow
+from ._step import Step
 
 #: What a flow function returns: a generator that yields steps (or flows, run as
 #: sub-flows), is sent each one's result, and may return anything (its state is the result).
@@ -38,10 +38,11 @@ class Flow:
         initial_state: Any = None,
         name: str | None = None,
     ) -> None:
-        if isinstance(body, Step):
+        kind = flow_kind(body)
+        if kind == "step":
             default_name = type(body).__name__.lower()
-        elif inspect.isgeneratorfunction(body):
-            default_name = body.__name__
+        elif kind == "function":
+            default_name = getattr(body, "__name__", "flow")  # a partial has none
             self.__wrapped__ = body
         else:
             raise TypeError(f"coflow.flow: expected a generator function or a step, got {body!r}")
@@ -97,41 +98,66 @@ def flow_name(body: Any) -> str:
         return body.__name__
     if isinstance(body, Flow):
         return body.name
-    if inspect.isgenerator(body):
+    if flow_kind(body) == "generator":
         return str(body.__name__)
     if isinstance(body, Step):
         return repr(body)
     return str(getattr(body, "__name__", repr(body)))
 
 
-def is_flow_like(value: Any) -> bool:
+def flow_kind(value: Any) -> str | None:
+    """The one rule for "is this a flow?": which kind of flow ``value`` is, or None.
+
+    ``"function"``: a generator function (or a method, or a ``functools.partial``
+    of one, anything ``inspect`` calls a generator function); ``"generator"``: a
+    generator object, which runs once; ``"flow"``: a ``Flow``; ``"step"``: a step,
+    run as a flow of that one step.
+    """
     code = getattr(value, "__code__", None)
-    if code is not None:  # a function or method, the commonest task: one flag says it all
-        return bool(code.co_flags & inspect.CO_GENERATOR)
-    return (
-        isinstance(value, (Flow, Step))
-        or inspect.isgenerator(value)
-        or inspect.isgeneratorfunction(value)
-    )
+    if code is not None:  # a function or method, the commonest: one flag says it all
+        return "function" if code.co_flags & inspect.CO_GENERATOR else None
+    if isinstance(value, Flow):
+        return "flow"
+    if isinstance(value, Step):
+        return "step"
+    if inspect.isgenerator(value):
+        return "generator"
+    if inspect.isgeneratorfunction(value):
+        return "function"
+    return None
+
+
+def is_flow_like(value: Any) -> bool:
+    """Whether ``value`` is a flow of any kind (``flow_kind``)."""
+    return flow_kind(value) is not None
+
+
+#: What is wrong with a value given or yielded where a flow belongs.
+NOT_A_FLOW = (
+    "is neither a step nor a flow (a Flow, a generator function, a generator object or a step)"
+)
+
+
+def not_a_flow(where: str, body: Any) -> str:
+    """The message for ``body``, given to ``where`` where a flow belongs."""
+    return f"{where}: {body!r} {NOT_A_FLOW}"
 
 
 def instantiate(body: Any, where: str, task: Any = None) -> FlowGenerator:
-    """A fresh generator for a flow-like, to run at once; else ``TypeError`` naming ``where``.
+    """A fresh generator for a flow-like, to run at once; else ``InvalidStep`` naming ``where``.
 
     A generator object is taken: given again, or already started or ended, it
     is refused.  ``task``, the task whose step asks, names its flow in errors.
     """
-    code = getattr(body, "__code__", None)
-    if code is not None and code.co_flags & inspect.CO_GENERATOR:
-        return body()  # type: ignore[no-any-return]  # a generator function: the commonest
-    if inspect.isgenerator(body):
-        return take(body, where, task)
-    if isinstance(body, Flow):
-        return body()
-    if isinstance(body, Step):
-        return step_body(body)
-    if inspect.isgeneratorfunction(body):
+    kind = flow_kind(body)
+    if kind == "function":
         return body()  # type: ignore[no-any-return]
+    if kind == "generator":
+        return take(body, where, task)
+    if kind == "flow":
+        return body()  # type: ignore[no-any-return]
+    if kind == "step":
+        return step_body(body)
     raise InvalidStep(in_flow(task, not_a_flow(where, body)))
 
 

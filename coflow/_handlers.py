@@ -11,18 +11,27 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import types
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from ._backend import Handle
 from ._errors import FlowTimeout, InvalidStep, RetriesExhausted, StepFailed
-from ._flow import Flow, has_started, instantiate, is_flow_like, is_taken, taken, used_before
+from ._flow import (
+    NOT_A_FLOW,
+    flow_kind,
+    has_started,
+    instantiate,
+    is_flow_like,
+    is_taken,
+    taken,
+    used_before,
+)
 from ._location import INTERNAL_CODES
 from ._missing import MISSING
 from ._results import Error, Failure, Ok, Retry, Skip, Update
 from ._runner import StateView
-from ._scheduler import DISPATCH, FALLBACK, SUSPEND, Frame, Join, Task, handles
+from ._scheduler import SUSPEND, Frame, Join, Task
+from ._step import Step, describe
 from ._steps import (
     CONSTRUCTORS,
     Branch,
@@ -34,10 +43,8 @@ from ._steps import (
     Repeat,
     Run,
     Sequence,
-    Step,
     Timeout,
     Wait,
-    describe,
     is_tasks,
 )
 from ._validate import is_hashable
@@ -53,8 +60,7 @@ def internal(function: Callable[..., Frame]) -> Callable[..., Frame]:
 # -- state and time: ``set_state`` and ``wait`` are run by the step loop itself ------
 
 
-@handles(GetState)
-def _get_state(task: Task, step: GetState) -> Any:
+def handle_get_state(task: Task, step: GetState) -> Any:
     return task.view.state
 
 
@@ -99,8 +105,7 @@ class Work:
         self.handle.cancel()
 
 
-@handles(Work)
-def _work(task: Task, work: Work) -> Any:
+def handle_work(task: Task, work: Work) -> Any:
     backend = task.runner.backend
     work.task = task
     work.handle = backend.start_work(work.fn, work.args, work.done)
@@ -140,10 +145,9 @@ class _OnlyAttempt(Work):
         task.drive(value, error)
 
 
-@handles(Run)
-def _run(task: Task, step: Run) -> Any:
+def handle_run(task: Task, step: Run) -> Any:
     if step.timeout is None and not step.policy.retries:
-        return _work(task, _OnlyAttempt(step.fn, (task.view.state,)))
+        return handle_work(task, _OnlyAttempt(step.fn, (task.view.state,)))
     task.frames.append(_attempts(task, step))
     return None
 
@@ -206,8 +210,7 @@ def _attempts(task: Task, step: Run) -> Frame:
 # -- composition ---------------------------------------------------------------
 
 
-@handles(Sequence)
-def _sequence(task: Task, step: Sequence) -> Any:
+def handle_sequence(task: Task, step: Sequence) -> Any:
     task.frames.append(_in_order(step.steps))
     return None
 
@@ -220,8 +223,7 @@ def _in_order(steps: tuple[Any, ...]) -> Frame:
     return result
 
 
-@handles(Repeat)
-def _repeat(task: Task, step: Repeat) -> Any:
+def handle_repeat(task: Task, step: Repeat) -> Any:
     task.frames.append(_repeated(task, step.body, step.times))
     return None
 
@@ -238,8 +240,7 @@ def _repeated(task: Task, body: Any, times: int | None) -> Frame:
     return None
 
 
-@handles(Branch)
-def _branch(task: Task, step: Branch) -> Any:
+def handle_branch(task: Task, step: Branch) -> Any:
     key = step.selector(task.view.state)
     body = step.cases.get(key, step.default)
     if body is None:
@@ -254,11 +255,13 @@ class Tick(Step[None]):
 
 
 _TICK = Tick()
-DISPATCH[Tick] = lambda task, step: None
 
 
-@handles(Each)
-def _each(task: Task, step: Each) -> Any:
+def handle_tick(task: Task, step: Tick) -> None:
+    return None
+
+
+def handle_each(task: Task, step: Each) -> Any:
     task.frames.append(_each_item(task, step))
     return None
 
@@ -290,7 +293,7 @@ def _each_item(task: Task, step: Each) -> Frame:
     view = task.view
     fn = step.fn
     items = _items(task, step.source)
-    if inspect.isgeneratorfunction(fn):
+    if flow_kind(fn) == "function":
         for item in items:
             yield fn(item)
         return view.state
@@ -411,8 +414,7 @@ def _collected(task: Task, key: Hashable | None, value: Any) -> tuple[Any, BaseE
     return value, None
 
 
-@handles(Parallel)
-def _parallel(task: Task, step: Parallel) -> Any:
+def handle_parallel(task: Task, step: Parallel) -> Any:
     branches = _branches(task, step.tasks, "parallel")
     if not branches:
         value, error = _collected(task, step.collect_as, [])
@@ -422,8 +424,7 @@ def _parallel(task: Task, step: Parallel) -> Any:
     return _start_branches(_AllJoin(task, step, len(branches)), branches, task)
 
 
-@handles(Race)
-def _race(task: Task, step: Race) -> Any:
+def handle_race(task: Task, step: Race) -> Any:
     branches = _branches(task, step.tasks, "race")
     if not branches:
         raise ValueError(f"flow {task.path()}: race has no tasks, so it could never finish")
@@ -447,8 +448,7 @@ class _TimeoutJoin(Join):
             self.decide(self.step.default, None)
 
 
-@handles(Timeout)
-def _timeout(task: Task, step: Timeout) -> Any:
+def handle_timeout(task: Task, step: Timeout) -> Any:
     join = _TimeoutJoin(task, step)
     join.spawn(instantiate(step.step, "timeout", task), task.view)
     join.timer = task.runner.backend.call_later(step.seconds, join.expire)
@@ -476,8 +476,7 @@ class _Lens:
         self.parent.replace_state(self.put(self.parent.state, new_state))
 
 
-@handles(Embed)
-def _embed(task: Task, step: Embed) -> Any:
+def handle_embed(task: Task, step: Embed) -> Any:
     join = Join(task)
     join.spawn(instantiate(step.flow, "embed", task), _Lens(task.view, step.get, step.put))
     task.waiting = join
@@ -487,32 +486,28 @@ def _embed(task: Task, step: Embed) -> Any:
 # -- sub-flows and mistakes -------------------------------------------------------
 
 
-def _push(task: Task, gen: Frame) -> Any:
+def push_frame(task: Task, gen: Frame) -> Any:
+    """A generator object yielded: run it as a sub-flow, once."""
     if has_started(gen) or (taken and is_taken(gen)):  # a generator object runs once
         raise TypeError(f"flow {task.path()} yielded {used_before(gen)}")
     task.frames.append(gen)
     return None
 
 
-DISPATCH[types.GeneratorType] = _push
 
-
-def _fallback(task: Task, value: Any) -> Any:
-    if isinstance(value, Flow) or inspect.isgeneratorfunction(value):
-        task.frames.append(instantiate(value, "sub-flow", task))
-        return None
-    if isinstance(value, Step):  # a subclass of Step that is none of coflow's own steps
+def handle_other(task: Task, value: Any) -> Any:
+    """A value of no step type: a flow run as a sub-flow, or a mistake named at its ``yield``."""
+    kind = flow_kind(value)
+    if kind == "step":  # a subclass of Step that is none of coflow's own steps
         raise InvalidStep(
             f"flow {task.path()} yielded {value!r}, a {type(value).__qualname__}: coflow has "
             "no handler for this subclass of Step; build it from coflow's steps, or yield a flow"
         )
+    if kind is not None:
+        task.frames.append(instantiate(value, "sub-flow", task))
+        return None
     hint = ""
     if is_hashable(value) and value in CONSTRUCTORS:
         arguments = "..." if inspect.signature(value).parameters else ""
         hint = f"; did you mean to call it, as in {value.__name__}({arguments})?"
-    raise InvalidStep(
-        f"flow {task.path()} yielded {value!r}, which is neither a step nor a flow{hint}"
-    )
-
-
-FALLBACK.append(_fallback)
+    raise InvalidStep(f"flow {task.path()} yielded {value!r}, which {NOT_A_FLOW}{hint}")

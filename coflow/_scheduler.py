@@ -55,7 +55,7 @@ The rules that make every fault end in a reported outcome (SPEC §9):
   and notify callables; each backend's loop logs and survives an exception
   from any callback.  Delays are armed in pieces a backend's clock can take.
 
-Writing a handler (one per step type, registered with ``@handles``):
+Writing a handler (one per step type, listed in ``_dispatch``'s table):
 
 1. Return the step's result at once, or ``SUSPEND`` after setting
    ``task.waiting`` to an object with ``abort(task)``.
@@ -148,20 +148,10 @@ SUSPEND: Final = object()
 #: Steps a task runs before it lets the work already ready go first.
 SLICE: Final = 500
 
-#: Step type -> handler; filled in by ``_handlers``.
+#: Step type -> handler: the table in ``_dispatch``, which fills it when coflow is imported.
 DISPATCH: dict[type, Handler] = {}
 #: Handler for anything not in ``DISPATCH`` (flows given as values, and mistakes).
 FALLBACK: list[Handler] = []
-
-
-def handles(step_type: type) -> Callable[[Handler], Handler]:
-    """Register the decorated function as the handler of ``step_type`` steps."""
-
-    def register(handler: Handler) -> Handler:
-        DISPATCH[step_type] = handler
-        return handler
-
-    return register
 
 
 class Task:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import threading
-from collections.abc import Callable, Generator, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from types import FunctionType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidStep
+from ._flow import flow_kind, is_flow_like, not_a_flow
 from ._missing import MISSING, MissingType
 from ._retry import Backoff, RetryPolicy
+from ._step import Step, describe
 from ._validate import (
     check_choice,
     check_delay,
@@ -31,70 +32,14 @@ from ._values import value
 if TYPE_CHECKING:
     from ._runner import Runner  # noqa: F401 - named, as a string, in Spawn's base
 
-R_co = TypeVar("R_co", covariant=True)
-
 
 ON_ERROR = ("fail_fast", "complete_all")
 _INFINITY = float("inf")
 
 
-def describe(value: Any) -> str:
-    """A short, readable rendering of a step argument (functions by name)."""
-    if (
-        inspect.isfunction(value)
-        or inspect.ismethod(value)
-        or inspect.isbuiltin(value)
-        or isinstance(value, type)
-    ):
-        return str(value.__qualname__)
-    if isinstance(value, tuple) and not hasattr(value, "_fields"):
-        inner = ", ".join(describe(item) for item in value)
-        return f"({inner},)" if len(value) == 1 else f"({inner})"
-    return repr(value)
-
-
-class Step(Generic[R_co]):
-    """Base of every step; ``R_co`` is what ``yield step`` evaluates to."""
-
-    __slots__ = ()
-
-    def __iter__(self) -> Generator[Step[R_co], Any, R_co]:
-        result: R_co = yield self
-        return result
-
-    def __repr__(self) -> str:
-        if not dataclasses.is_dataclass(self):
-            return object.__repr__(self)  # a user's subclass of Step: it has no fields to show
-        name = _constructor_name(type(self))
-        depth = getattr(_repr_nesting, "depth", 0)
-        if depth >= _REPR_DEPTH:
-            return f"{name}(...)"  # a tree 10,000 steps deep has a short repr, not a RecursionError
-        _repr_nesting.depth = depth + 1
-        try:
-            shown = []
-            for field in dataclasses.fields(self):
-                value = getattr(self, field.name)
-                if field.default is not dataclasses.MISSING and value == field.default:
-                    continue
-                shown.append(f"{field.name}={describe(value)}")
-        finally:
-            _repr_nesting.depth = depth
-        return f"{name}({', '.join(shown)})"
-
-
-#: Steps nested deeper than this show as ``name(...)`` in a step's repr.
-_REPR_DEPTH = 6
-_repr_nesting = threading.local()
-
-
-def _constructor_name(cls: type) -> str:
-    name = cls.__name__
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
-
-
 def reusable(where: str, body: Any) -> Any:
     """A body that runs many times cannot be a generator object, which runs only once."""
-    if inspect.isgenerator(body):
+    if flow_kind(body) == "generator":
         raise TypeError(
             f"{where}: got a generator object, which can run only once; "
             "give a Flow, a generator function or a step"
@@ -441,19 +386,9 @@ def timeout(step: Any, seconds: float, default: Any | MissingType = MISSING) -> 
 
 def _step_or_flow(where: str, body: Any) -> Any:
     """``body``, or ``InvalidStep`` naming it, as yielding it would raise."""
-    from ._flow import is_flow_like  # _flow builds on this module
-
     if not is_flow_like(body):
         raise InvalidStep(not_a_flow(where, body))
     return body
-
-
-def not_a_flow(where: str, body: Any) -> str:
-    """The message for ``body`` given to ``where`` where a step or a flow belongs."""
-    return (
-        f"{where}: {body!r} is neither a step nor a flow (a Flow, a generator function, "
-        "a generator object or a step)"
-    )
 
 
 def _check_child(where: str, flow: Any, ref: Any, notify: Any) -> None:
@@ -461,8 +396,6 @@ def _check_child(where: str, flow: Any, ref: Any, notify: Any) -> None:
     if flow.__class__ is FunctionType and ref is None and notify is None:
         if flow.__code__.co_flags & inspect.CO_GENERATOR:
             return
-    from ._flow import is_flow_like  # _flow builds on this module
-
     if not is_flow_like(flow):
         raise TypeError(not_a_flow(where, flow))
     check_hashable(f"{where}({describe(flow)})", "ref", ref)

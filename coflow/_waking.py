@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from ._errors import FlowTimeout
 from ._missing import MISSING
-from ._scheduler import SUSPEND, Task, handles
+from ._scheduler import SUSPEND, Task
 from ._steps import Debounce, Receive, WaitUntil
 
 
@@ -42,16 +42,14 @@ class Registry(Protocol):
     mailbox: deque[Any] | None
 
 
-@handles(WaitUntil)
-def _wait_until(task: Task, step: WaitUntil) -> Any:
+def handle_wait_until(task: Task, step: WaitUntil) -> Any:
     state = task.view.state
     if step.predicate(state):  # a raising test or truth test is raised at the ``yield``
         return state
     return _block(task, step, "wait_until")
 
 
-@handles(Receive)
-def _receive(task: Task, step: Receive) -> Any:
+def handle_receive(task: Task, step: Receive) -> Any:
     message = take_message(task.runner.mailbox, step.match)
     if message is not MISSING:
         return message
@@ -74,8 +72,7 @@ def _timed_out(task: Task, what: str, seconds: float) -> None:
     task.drive(None, FlowTimeout(what, seconds))
 
 
-@handles(Debounce)
-def _debounce(task: Task, step: Debounce) -> Any:
+def handle_debounce(task: Task, step: Debounce) -> Any:
     backend = task.runner.backend
     task.waiting = step
     task.deadline = backend.now() + step.seconds

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from ._steps import describe
+from ._step import describe
 
 
 def call_work(

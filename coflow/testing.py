@@ -23,11 +23,9 @@ the steps of the whole tree in the order they run.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from inspect import isgeneratorfunction
-from types import GeneratorType
 from typing import Any
 
-from ._flow import Flow, instantiate
+from ._flow import flow_kind, instantiate
 from ._values import value
 
 __all__ = ["Throw", "step_through"]
@@ -77,7 +75,7 @@ def step_through(flow: Any, script: Sequence[tuple[Any, Any]]) -> Any:
                 raise
             error_in = error
             continue
-        if isinstance(step, (GeneratorType, Flow)) or isgeneratorfunction(step):
+        if flow_kind(step) in ("function", "generator", "flow"):  # a step is matched
             frames.append(instantiate(step, "step_through"))
             value_in = None
             continue
