@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import random
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -36,7 +35,6 @@ class AsyncioBackend(Backend):
         elif not isinstance(loop, asyncio.AbstractEventLoop):
             raise TypeError(f"AsyncioBackend: loop must be an asyncio event loop, got {loop!r}")
         self.loop = loop
-        self.random = random.Random()
 
     def __repr__(self) -> str:
         return f"<AsyncioBackend loop={self.loop!r}>"

@@ -17,21 +17,15 @@ patched ``threading``) is one backend per hub, that is, per OS thread.
 
 from __future__ import annotations
 
-import random
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-try:
-    from gevent.event import Event
-    from gevent.greenlet import Greenlet
-    from gevent.hub import get_hub, getcurrent
-    from gevent.monkey import get_original
-except ImportError as missing:  # pragma: no cover - exercised where gevent is absent
-    raise ImportError(
-        "the gevent backend needs gevent: install it with `pip install 'coflow[gevent]'`"
-    ) from missing
+from gevent.event import Event
+from gevent.greenlet import Greenlet
+from gevent.hub import get_hub, getcurrent
+from gevent.monkey import get_original
 
 from coflow._backend import Latch, wait_in_thread
 from coflow._event_loop import EventLoopBackend
@@ -55,7 +49,6 @@ class GeventBackend(EventLoopBackend):
 
     def __init__(self) -> None:
         super().__init__()
-        self.random = random.Random()
         self._hub = get_hub()
         self._hub_thread = _thread_id()
         self._scheduled = False  # a batch is queued on the hub

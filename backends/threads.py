@@ -16,7 +16,6 @@ from __future__ import annotations
 import atexit
 import logging
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -69,7 +68,6 @@ class ThreadBackend(EventLoopBackend):
 
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__()
-        self.random = random.Random()
         workers = check_count("ThreadBackend", "max_workers", max_workers, 1, optional=True)
         self._max_workers = workers or DEFAULT_MAX_WORKERS
         self._posted: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None]

@@ -7,7 +7,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from ._demo import BACKENDS, DEFAULT_BACKEND, run_demo
+from ._backend import backend_names
+from ._demo import DEFAULT_BACKEND, run_demo
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="the same as --backend virtual: run on the virtual clock, no real time passes",
     )
+    names = backend_names()
     demo.add_argument(
         "--backend",
-        choices=BACKENDS,
+        choices=names,
         default=None,
         metavar="NAME",
-        help=f"the backend to run on (one of: {', '.join(BACKENDS)}; default: {DEFAULT_BACKEND})",
+        help=f"the backend to run on (one of: {', '.join(names)}; default: {DEFAULT_BACKEND})",
     )
     return parser
 

@@ -8,25 +8,26 @@ to block until a :class:`Latch` is set (``wait_latch`` / ``wait_latch_async``).
 Every callback a backend runs for the scheduler runs on the scheduler, one at
 a time.
 
-Backends are found by name and imported only when asked for, so importing
-coflow imports no asyncio, gevent or thread pool.  With no backend named,
-``start`` picks the one that fits the caller: the running asyncio loop's, the
-gevent hub's when gevent has patched ``threading``, else the process-wide
-threads backend.
+Backends are found by name in a registry (``register_backend``): each name
+gives a factory, or where to import one from (``"module:attr"``), and what to
+install when that import fails.  The built-in four are registered here by
+module path and imported only when asked for, so importing coflow imports no
+asyncio, gevent or thread pool.  With no backend named, ``start`` picks the
+one that fits the caller: the running asyncio loop's, the gevent hub's when
+gevent has patched ``threading``, else the process-wide threads backend.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
-import random
 import sys
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, Protocol
-
-BACKEND_NAMES = ("asyncio", "gevent", "threads", "virtual")
+from random import Random
+from typing import Any, NamedTuple, Protocol
 
 
 class Handle(Protocol):
@@ -67,8 +68,7 @@ class Latch:
 class Backend(ABC):
     """What a backend implements; see the module docstring and docs/architecture.md.
 
-    ``name`` shows in messages; ``random`` (a ``random.Random``) draws retry
-    jitter, seeded where runs must repeat.  ``call_soon``, ``call_later`` and
+    ``name`` shows in messages.  ``call_soon``, ``call_later`` and
     ``start_work`` are called only on the scheduler, so what they share needs
     no lock.  What a finished runner left must not stay reachable from the
     backend (SPEC §9): a cancelled timer drops its callback and arguments, and
@@ -76,12 +76,20 @@ class Backend(ABC):
     """
 
     name: str = "abstract"
-    random: random.Random
     #: On the virtual clock, the most steps a flow may take at one instant without blocking.
     max_steps: int | None = None
     #: Whether nothing runs but when a caller drives the backend (the virtual clock): a wait
     #: there is the caller's own driving, not a wait for another thread.
     driven_by_its_caller = False
+
+    @functools.cached_property
+    def random(self) -> Random:
+        """What draws retry jitter: by default an unseeded ``Random`` of this backend's own.
+
+        A backend whose runs must repeat (the virtual clock) sets its own,
+        seeded, in ``__init__``.
+        """
+        return Random()
 
     @abstractmethod
     def now(self) -> float:
@@ -215,22 +223,112 @@ def _detect_backend_name() -> str:
     return "threads"
 
 
+class _Registration(NamedTuple):
+    #: A callable giving a backend, or ``"module:attr"``, where to import one from.
+    factory: str | Callable[[], Backend]
+    #: What to run to get what the import needs (``pip install ...``), for its error.
+    install_hint: str | None
+
+
+_registry: dict[str, _Registration] = {}
+
+
+def register_backend(
+    name: str, factory: str | Callable[[], Backend], *, install_hint: str | None = None
+) -> None:
+    """Let ``start(backend=name)`` run on the backend ``factory()`` gives.
+
+    ``factory`` is a callable that returns a :class:`Backend` (a class, or a
+    function giving a shared instance), or ``"module:attr"``, naming one that
+    is imported only when the name is first asked for.  If that import fails,
+    ``start`` raises an ``ImportError`` naming the backend and, if given,
+    ``install_hint`` (such as ``"pip install 'coflow[gevent]'"``).  Registering
+    a name again with the same factory and hint does nothing; with another one
+    it is a ``ValueError``.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register_backend: name must be a non-empty str, got {name!r}")
+    if isinstance(factory, str):
+        module, colon, attribute = factory.partition(":")
+        if not (module and colon and attribute):
+            raise ValueError(
+                f"register_backend: factory must be a callable or 'module:attr', got {factory!r}"
+            )
+    elif not callable(factory):
+        raise TypeError(
+            f"register_backend: factory must be a callable or 'module:attr', got {factory!r}"
+        )
+    if install_hint is not None and not isinstance(install_hint, str):
+        raise TypeError(f"register_backend: install_hint must be a str, got {install_hint!r}")
+    registration = _Registration(factory, install_hint)
+    known = _registry.setdefault(name, registration)  # one step: two threads cannot both win
+    if known != registration:
+        raise ValueError(
+            f"backend {name!r} is registered already, as {known.factory!r}: "
+            f"it cannot also be {factory!r}; register it under another name"
+        )
+
+
+def backend_names() -> tuple[str, ...]:
+    """The names ``start(backend=...)`` takes, in the order they were registered."""
+    return tuple(_registry)
+
+
+register_backend("asyncio", "coflow.backends.asyncio:default_backend")
+register_backend(
+    "gevent", "coflow.backends.gevent:default_backend", install_hint="pip install 'coflow[gevent]'"
+)
+register_backend("threads", "coflow.backends.threads:default_backend")
+register_backend("virtual", "coflow.backends.virtual:default_backend")
+
+
 def resolve_backend(backend: Backend | str | None) -> Backend:
     """The backend instance for ``start(backend=...)``: an instance, a name, or ``None``.
 
-    A name gives that backend's default: the running loop's for asyncio, the
-    current thread's hub for gevent, one process-wide instance for threads, a
-    fresh clock for virtual.
+    A name gives what its factory gives; for the built-in four, their
+    default: the running loop's for asyncio, the current thread's hub for
+    gevent, one process-wide instance for threads, a fresh clock for virtual.
     """
     if isinstance(backend, Backend):
         return backend
     if backend is None:
         backend = _detect_backend_name()
-    if backend not in BACKEND_NAMES:
+    registration = _registry.get(backend) if isinstance(backend, str) else None
+    if registration is None:
         raise ValueError(
             f"unknown backend {backend!r}; valid names are "
-            + ", ".join(repr(name) for name in BACKEND_NAMES)
+            + ", ".join(repr(name) for name in _registry)
         )
-    module = importlib.import_module(f"coflow.backends.{backend}")
-    factory: Callable[[], Backend] = module.default_backend
-    return factory()
+    made = _factory(backend, registration)()
+    if not isinstance(made, Backend):
+        raise TypeError(f"the factory of backend {backend!r} gave {made!r}, not a coflow Backend")
+    return made
+
+
+def _factory(name: str, registration: _Registration) -> Callable[[], Backend]:
+    """The registered factory, imported now if it was registered by path.
+
+    Imported again at each use (``sys.modules`` makes that a lookup), so an
+    import that fails keeps failing with its hint rather than being cached.
+    """
+    factory = registration.factory
+    if not isinstance(factory, str):
+        return factory
+    module_name, _, attribute = factory.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as missing:
+        hint = registration.install_hint
+        raise ImportError(
+            f"the {name!r} backend cannot be imported ({missing})"
+            + (f": install it with `{hint}`" if hint else ""),
+            name=module_name,
+        ) from missing
+    made: Callable[[], Backend] | None = getattr(module, attribute, None)
+    if made is None:
+        raise ImportError(
+            f"the {name!r} backend is registered as {factory!r}, "
+            f"but {module_name} has no {attribute!r}",
+            name=module_name,
+        )
+    return made

@@ -23,15 +23,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from ._backend import BACKEND_NAMES, Backend, resolve_backend
+from ._backend import Backend, resolve_backend
 from ._errors import FlowFailed, FlowStopped
 from ._events import FlowDone, FlowError, FlowRestarted, FlowState
 from ._runner import Runner, start
 from ._steps import set_state
 
 EXAMPLES = ("sync_book", "import_books", "order_saga", "order_pipeline", "flaky_supervised")
-#: The backends ``--backend`` accepts, and the one used when none is named.
-BACKENDS = BACKEND_NAMES
+#: The backend used when none is named; ``--backend`` takes any of ``backend_names()``.
 DEFAULT_BACKEND = "threads"
 #: Seconds to wait for one flow of an example (the longest takes 1.6 s) before giving up.
 LIMIT = 30.0

@@ -116,12 +116,10 @@ def test_error_classes_print_with_the_public_module() -> None:
     assert f"{coflow.Cancelled.__module__}.{coflow.Cancelled.__qualname__}" == "coflow.Cancelled"
 
 
-def test_importing_coflow_imports_no_backend_library() -> None:
-    probe = (
-        "import coflow, sys; "
-        "print(sorted(m for m in sys.modules "
-        "if m.split('.')[0] in {'asyncio', 'gevent', 'greenlet'}))"
-    )
+def modules_imported_by(module: str, wanted: str) -> str:
+    """What ``import module`` imports, in a fresh interpreter, of the modules ``m`` that
+    the expression ``wanted`` picks."""
+    probe = f"import {module}, sys; print(sorted(m for m in sys.modules if {wanted}))"
     completed = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
@@ -130,4 +128,48 @@ def test_importing_coflow_imports_no_backend_library() -> None:
         check=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(coflow.__file__))),
     )
-    assert completed.stdout.strip() == "[]", completed.stdout
+    return completed.stdout.strip()
+
+
+BACKEND_LIBRARIES = "m.split('.')[0] in {'asyncio', 'gevent', 'greenlet'}"
+
+
+def test_importing_coflow_imports_no_backend_library() -> None:
+    assert modules_imported_by("coflow", BACKEND_LIBRARIES) == "[]"
+
+
+# coflow.backends: the kit a backend is written with, importable without any adapter
+
+BACKEND_KIT_NAMES = [
+    "Backend",
+    "EventLoopBackend",
+    "Handle",
+    "Latch",
+    "backend_names",
+    "call_work",
+    "register_backend",
+    "wait_in_thread",
+]
+
+
+def test_the_backend_kit_is_exactly_its_names() -> None:
+    import coflow.backends
+
+    assert sorted(coflow.backends.__all__) == BACKEND_KIT_NAMES
+    assert [name for name in BACKEND_KIT_NAMES if not hasattr(coflow.backends, name)] == []
+
+
+def test_the_backend_kit_claims_its_public_module() -> None:
+    import coflow.backends
+
+    modules = {name: getattr(coflow.backends, name).__module__ for name in BACKEND_KIT_NAMES}
+    assert modules == {
+        name: "coflow" if name == "Backend" else "coflow.backends" for name in BACKEND_KIT_NAMES
+    }
+    assert coflow.backends.Backend is coflow.Backend
+
+
+def test_importing_the_backend_kit_imports_no_adapter_and_no_backend_library() -> None:
+    adapters_or_a_pool = "m.startswith('coflow.backends.') or m == 'concurrent.futures.thread'"
+    wanted = f"{adapters_or_a_pool} or {BACKEND_LIBRARIES}"
+    assert modules_imported_by("coflow.backends", wanted) == "[]"

@@ -33,7 +33,7 @@ from coflow import (
     wait,
     wait_until,
 )
-from coflow._backend import BACKEND_NAMES
+from coflow.backends import backend_names
 
 if TYPE_CHECKING:
     from conftest import Timeline
@@ -554,5 +554,5 @@ def test_unknown_backend_name_is_a_value_error_listing_valid_names() -> None:
         coflow.start(named_flow, backend="tornado")
     message = str(excinfo.value)
     assert "tornado" in message
-    for valid in BACKEND_NAMES:
+    for valid in backend_names():
         assert repr(valid) in message
