@@ -11,7 +11,8 @@ A backend written outside coflow builds on the names here:
   ``call_later`` and ``start_work`` return; :class:`Latch`, what ``wait_latch``
   blocks on;
 - :class:`EventLoopBackend`, a ``Backend`` with the core's ready queue and
-  timer heap;
+  timer heap, which the subclass drives with ``run_iteration()`` and waits
+  between iterations as its library does;
 - :func:`wait_in_thread`, ``wait_latch`` for a caller that may block its thread;
 - :func:`call_work`, calling ``run`` work where nothing can await it;
 - :func:`register_backend`, so that ``start(backend="name")`` finds it, and

@@ -52,8 +52,7 @@ class GeventBackend(EventLoopBackend):
         self._hub = get_hub()
         self._hub_thread = _thread_id()
         self._scheduled = False  # a batch is queued on the hub
-        self._timer: Any = None  # the hub timer armed for ``_armed_for``
-        self._armed_for: float | None = None
+        self._timer: Any = None  # the hub timer armed for the next iteration
 
     def __repr__(self) -> str:
         return f"<GeventBackend hub={self._hub!r}>"
@@ -114,28 +113,26 @@ class GeventBackend(EventLoopBackend):
     def _serve(self) -> None:
         """A hub callback: run one batch, then queue the next one or arm the timer."""
         self._scheduled = False
+        wait: float | None = 0.0  # if the batch raises, the next one comes at once
         try:
-            self._run_once(self.now())
+            wait = self.run_iteration()
         finally:  # an error goes on to the hub's handler; the flows still get served
-            if self._ready:
+            if wait == 0.0:  # an armed timer may fire meanwhile: a batch is queued, it does nothing
                 self._scheduled = True
                 self._hub.loop.run_callback(self._serve)  # other greenlets run between batches
             else:
-                self._arm(self._timers.next_deadline())
+                self._arm(wait)
 
-    def _arm(self, deadline: float | None) -> None:
-        if deadline == self._armed_for:
-            return
+    def _arm(self, wait: float | None) -> None:
+        """Have the hub timer run a batch in ``wait`` seconds; ``None``: disarm it."""
         if self._timer is not None:
             self._timer.close()
             self._timer = None
-        self._armed_for = deadline
-        if deadline is not None:
-            self._timer = self._hub.loop.timer(max(0.0, deadline - self.now()))
+        if wait is not None:
+            self._timer = self._hub.loop.timer(wait)
             self._timer.start(self._timer_fired)
 
     def _timer_fired(self) -> None:
-        self._armed_for = None
         if not self._scheduled:
             self._scheduled = True
             self._serve()

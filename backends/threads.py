@@ -143,22 +143,20 @@ class ThreadBackend(EventLoopBackend):
         self._posted.put((work.finish, call_work(self.name, fn, args)))
 
     def _serve(self) -> None:
-        """The scheduler thread: run what is ready, else sleep until a timer or a post."""
+        """The scheduler thread: run an iteration, then sleep until a timer or a post."""
         self._scheduler_ident = threading.get_ident()
-        ready, posted, timers, clock = self._ready, self._posted, self._timers, time.monotonic
+        ready, posted = self._ready, self._posted
+        sleep: float | None = 0.0
         while True:
-            if not ready:
-                deadline = timers.next_deadline()
-                sleep = None if deadline is None else min(deadline - clock(), _LONGEST_SLEEP)
-                if sleep is None or sleep > 0:
-                    try:
-                        item = posted.get(timeout=sleep)
-                    except queue.Empty:
-                        pass
-                    else:
-                        if item is None:
-                            return
-                        ready.extend(item)
+            if sleep != 0.0:
+                try:
+                    item = posted.get(timeout=None if sleep is None else min(sleep, _LONGEST_SLEEP))
+                except queue.Empty:
+                    pass
+                else:
+                    if item is None:
+                        return
+                    ready.extend(item)
             while not posted.empty():
                 item = posted.get_nowait()
                 if item is None:
@@ -166,9 +164,10 @@ class ThreadBackend(EventLoopBackend):
                 ready.extend(item)
             item = None  # held while idle, the last post would keep its runner alive
             try:
-                self._run_once(clock())
+                sleep = self.run_iteration()
             except BaseException:  # even SystemExit: every flow in the process depends on it
                 logger.exception("a scheduler callback raised; the threads backend goes on")
+                sleep = 0.0
 
 
 _default: ThreadBackend | None = None

@@ -1,4 +1,4 @@
-"""A ready queue and a timer heap: the event loop the virtual and threads backends share.
+"""A ready queue and a timer heap: the event loop the virtual, threads and gevent backends share.
 
 One iteration works as asyncio's does: the timers now due join the ready
 queue (in deadline order, ties in the order they were set), then the
@@ -6,7 +6,10 @@ callbacks that were ready at the start of the iteration run, FIFO.  So a
 zero-delay timer runs after the work already ready.  What differs between
 the backends using it is only where ``now`` comes from and how the loop
 waits for the next deadline: the virtual clock jumps to it, the threads
-backend sleeps until it (or until another thread posts work).
+backend sleeps until it (or until another thread posts work), the gevent
+backend arms one hub timer for it.  ``EventLoopBackend.run_iteration`` is
+the one driver of a real-time loop: it runs an iteration and says how long
+the loop may wait.
 
 The heap holds distinct deadlines, as plain floats (the cheapest thing to
 compare); what is due at each is a dict in the order it was filed, so ties
@@ -168,7 +171,13 @@ def queue_entry(entry: Any, when: float, ready: deque[Any]) -> None:
 
 
 class EventLoopBackend(Backend):
-    """A backend whose scheduler is a ready queue and a timer heap it runs itself."""
+    """A backend whose scheduler is a ready queue and a timer heap that it drives itself.
+
+    It gives ``call_soon``, ``call_later`` and ``wake_later``; a subclass gives
+    ``now``, ``call_soon_threadsafe``, ``start_work`` and ``wait_latch``, and a
+    loop on the scheduler that calls :meth:`run_iteration` and waits as long
+    as it says, waking early when another thread posts work.
+    """
 
     def __init__(self) -> None:
         #: Callbacks and their argument tuples, alternately (no pair to allocate), FIFO.
@@ -185,6 +194,23 @@ class EventLoopBackend(Backend):
 
     def wake_later(self, delay: float, task: Task) -> None:
         self._timers.file(self.now() + delay, task)
+
+    def run_iteration(self) -> float | None:
+        """On the scheduler: run one iteration; the seconds the loop may wait before the next.
+
+        That is ``0.0`` when work is ready, the time until the earliest timer
+        is due, or ``None`` when no timer is set (only a post can bring work).
+        A callback that raises an ``Exception`` is logged and the iteration
+        goes on; any other ``BaseException`` propagates from here, and what
+        was left to run runs at the next call.
+        """
+        self._run_once(self.now())
+        if self._ready:
+            return 0.0
+        deadline = self._timers.next_deadline()
+        if deadline is None:
+            return None
+        return max(0.0, deadline - self.now())
 
     def _run_once(self, now: float) -> None:
         """One iteration: due timers join the ready queue, then what was ready runs."""
