@@ -69,7 +69,8 @@ class ThreadBackend(EventLoopBackend):
     def __init__(self, max_workers: int | None = None) -> None:
         super().__init__()
         workers = check_count("ThreadBackend", "max_workers", max_workers, 1, optional=True)
-        self._max_workers = workers or DEFAULT_MAX_WORKERS
+        #: The most pool threads ``run`` work gets; they are made as needed.
+        self.max_workers = workers or DEFAULT_MAX_WORKERS
         self._posted: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None]
         self._posted = queue.SimpleQueue()
         self._pool: ThreadPoolExecutor | None = None
@@ -80,7 +81,7 @@ class ThreadBackend(EventLoopBackend):
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._thread else "idle"
-        return f"<ThreadBackend {state} max_workers={self._max_workers}>"
+        return f"<ThreadBackend {state} max_workers={self.max_workers}>"
 
     # -- the backend interface ---------------------------------------------------
 
@@ -103,7 +104,7 @@ class ThreadBackend(EventLoopBackend):
     ) -> _PoolWork:
         work = _PoolWork(self, done)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix="coflow-work")
+            self._pool = ThreadPoolExecutor(self.max_workers, thread_name_prefix="coflow-work")
         work.future = self._pool.submit(self._call, work, fn, args)
         return work
 

@@ -4,6 +4,19 @@ Tests are written once, against the public API only, and read like timelines:
 flows append ``(elapsed, label)`` to a :class:`Timeline`, and the test asserts
 the whole list.  On the virtual clock times are exact; on real backends they
 are compared with a tolerance that holds on a busy 2-core machine.
+
+A backend written outside coflow runs the same suite: name its factory as
+``module:attr`` in ``COFLOW_TEST_BACKEND`` (``tests/`` is on ``sys.path``), and it
+joins the four in every test that runs on each backend, marked
+``external_backend``::
+
+    COFLOW_TEST_BACKEND=selectors_backend:SelectorsBackend python -m pytest -m external_backend
+
+It is registered under its ``name``, so ``start(backend=name)`` finds it too.
+Unless it is driven by its caller (a virtual clock), it also joins the tests
+of the real backends, which expect of it what the threads backend does: that
+``run`` work runs on threads that a stop leaves to finish, on a pool of
+``max_workers`` if it has that attribute.
 """
 
 from __future__ import annotations
@@ -15,17 +28,54 @@ import importlib.util
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
 
 import coflow
+import coflow.backends
 from coflow.backends.virtual import VirtualBackend
 
-BACKEND_NAMES = ["virtual", "asyncio", "gevent", "threads"]
 T = TypeVar("T")
 HAS_GEVENT = importlib.util.find_spec("gevent") is not None
 needs_gevent = pytest.mark.skipif(not HAS_GEVENT, reason="gevent is not installed")
+#: Marks the tests that run on ``COFLOW_TEST_BACKEND``'s backend: ``-m external_backend``.
+external_backend = pytest.mark.external_backend
+BUILT_IN_BACKENDS = ["virtual", "asyncio", "gevent", "threads"]
+
+
+@dataclass(frozen=True)
+class ExternalBackend:
+    """The backend ``COFLOW_TEST_BACKEND`` names, ``module:attr`` of its factory."""
+
+    name: str
+    factory: Callable[[], Any]
+    real_time: bool  # not driven by its caller, as a virtual clock is
+
+    @classmethod
+    def named(cls, target: str) -> ExternalBackend | None:
+        if not target:
+            return None
+        module, _, attribute = target.partition(":")
+        factory = getattr(importlib.import_module(module), attribute)
+        sample = factory()
+        external = cls(sample.name, factory, not sample.driven_by_its_caller)
+        sample.close()
+        if external.name in BUILT_IN_BACKENDS:
+            raise ValueError(f"COFLOW_TEST_BACKEND={target}: {external.name!r} is taken")
+        coflow.backends.register_backend(external.name, target)
+        return external
+
+
+EXTERNAL = ExternalBackend.named(os.environ.get("COFLOW_TEST_BACKEND", ""))
+#: The backend from outside coflow that the suite runs on as well, if one is named.
+EXTERNAL_BACKENDS = [] if EXTERNAL is None else [EXTERNAL.name]
+BACKEND_NAMES = [*BUILT_IN_BACKENDS, *EXTERNAL_BACKENDS]
+#: The backends that run in real time, whatever their caller does.
+REAL_BACKENDS = ["asyncio", "gevent", "threads"]
+if EXTERNAL is not None and EXTERNAL.real_time:
+    REAL_BACKENDS.append(EXTERNAL.name)
 #: Seconds one test may take before the run is ended with every thread's traceback: a hang
 #: then fails the suite at once, naming where it hangs, instead of running out CI's clock.
 HANG_LIMIT = float(os.environ.get("COFLOW_TEST_HANG_LIMIT", "120"))
@@ -84,16 +134,18 @@ def make_backend(name: str) -> Iterator[Any]:
         backend = ThreadBackend()
         yield backend
         backend.close()
+    elif EXTERNAL is not None and name == EXTERNAL.name:
+        backend = EXTERNAL.factory()
+        yield backend
+        backend.close()
     else:
         raise AssertionError(f"no test backend called {name!r}")
 
 
 def backend_params(names: list[str] = BACKEND_NAMES) -> list[Any]:
     """``pytest.param`` per backend name, skipped where the backend's library is missing."""
-    return [
-        pytest.param(name, id=name, marks=[needs_gevent] if name == "gevent" else [])
-        for name in names
-    ]
+    marks = {"gevent": [needs_gevent], **{name: [external_backend] for name in EXTERNAL_BACKENDS}}
+    return [pytest.param(name, id=name, marks=marks.get(name, [])) for name in names]
 
 
 @pytest.fixture(params=backend_params())

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import backend_params, make_backend, needs_gevent
+from conftest import EXTERNAL_BACKENDS, REAL_BACKENDS, backend_params, make_backend, needs_gevent
 
 import coflow
 from coflow import (
@@ -50,8 +50,9 @@ from coflow import (
 from coflow.backends.threads import ThreadBackend
 from coflow.backends.virtual import VirtualBackend
 
-REAL_BACKENDS = ["asyncio", "gevent", "threads"]
 INTERRUPTING_BACKENDS = ["asyncio", "gevent"]  # they can interrupt work that is running
+#: The backends whose work runs on threads, which a stop leaves to finish.
+POOL_BACKENDS = ["threads", *(name for name in EXTERNAL_BACKENDS if name in REAL_BACKENDS)]
 
 
 # --- how work is written on each backend ---------------------------------------------------------
@@ -85,7 +86,8 @@ class Kit:
     fate: str  # what slow work logs once its flow is stopped: the error it sees, or "finished"
     event: Callable[[], Any]  # an event that this thread can wait on while the backend runs
     holds: Callable[[Any], dict[str, Any]]  # what the backend holds, besides threads
-    warm_up: Callable[[Any], int] = no_warm_up  # starts every thread it keeps; how many
+    #: Starts every thread the backend keeps; how many, or None if it cannot tell.
+    warm_up: Callable[[Any], int | None] = no_warm_up
 
     def nap(self, seconds: float, value: Any) -> Callable[[], Any]:
         """Work that takes ``seconds``, then gives ``value``."""
@@ -175,29 +177,32 @@ def gevent_holds(backend: Any) -> dict[str, Any]:
     return {"live greenlets": live}
 
 
-def threads_fill_the_pool(backend: Any) -> int:
-    from coflow.backends.threads import DEFAULT_MAX_WORKERS
-
-    everyone = threading.Barrier(DEFAULT_MAX_WORKERS)
+def fill_the_pool(backend: Any) -> int | None:
+    """Start every thread of the backend's pool of ``max_workers``; None if it has no such."""
+    workers = getattr(backend, "max_workers", None)
+    if workers is None:
+        return None
+    everyone = threading.Barrier(workers)
 
     def fill_pool() -> FlowGenerator:
-        yield parallel([functools.partial(everyone.wait, 5)] * DEFAULT_MAX_WORKERS)
+        yield parallel([functools.partial(everyone.wait, 5)] * workers)
 
     coflow.start(fill_pool, initial_state=None, backend=backend).result(timeout=5)
-    return 1 + DEFAULT_MAX_WORKERS  # the scheduler and a full pool
+    return 1 + workers  # the scheduler and a full pool
 
 
+#: A pool thread cannot be interrupted: stopped, its work is left to finish.
+POOL_KIT = Kit(
+    sleep=time.sleep,
+    fate="finished",
+    event=threading.Event,
+    holds=lambda backend: {},
+    warm_up=fill_the_pool,
+)
 KITS = {
     "asyncio": Kit(sleep=None, fate="CancelledError", event=threading.Event, holds=asyncio_holds),
     "gevent": Kit(sleep=gevent_sleep, fate="GreenletExit", event=gevent_event, holds=gevent_holds),
-    # A pool thread cannot be interrupted: stopped, its work is left to finish.
-    "threads": Kit(
-        sleep=time.sleep,
-        fate="finished",
-        event=threading.Event,
-        holds=lambda backend: {},
-        warm_up=threads_fill_the_pool,
-    ),
+    **{name: POOL_KIT for name in POOL_BACKENDS},
 }
 
 
@@ -320,13 +325,14 @@ def test_stop_interrupts_the_running_work(name: str) -> None:
     assert elapsed < 1.0
 
 
-def test_threads_stop_ends_the_flow_while_the_pool_thread_still_runs() -> None:
-    work = Work(KITS["threads"])
+@pytest.mark.parametrize("name", backend_params(POOL_BACKENDS))
+def test_stop_ends_the_flow_while_the_pool_thread_still_runs(name: str) -> None:
+    work = Work(POOL_KIT)
 
     def main() -> FlowGenerator:
         yield run(work.fn)
 
-    with make_backend("threads") as backend:
+    with make_backend(name) as backend:
         try:
             runner = coflow.start(main, initial_state=None, backend=backend)
             elapsed = stop_once_started(runner, work.started)
@@ -461,7 +467,7 @@ def test_start_stop_cycles_leave_no_tasks_timers_greenlets_or_threads(name: str)
             for index in range(10):
                 cycle(index)
             warm = set(threading.enumerate())
-            assert len(warm - before) == kept
+            assert kept is None or len(warm - before) == kept
 
             for index in range(CYCLES):
                 cycle(index)
@@ -634,7 +640,7 @@ def test_under_gevent_monkey_patching_start_uses_gevent_and_runs_work_in_greenle
 # --- coroutine functions where nothing can await them ------------------------------------------
 
 
-@pytest.mark.parametrize("name", backend_params(["gevent", "threads"]))
+@pytest.mark.parametrize("name", backend_params(["gevent", *POOL_BACKENDS]))
 def test_a_coroutine_function_given_to_run_is_a_type_error_naming_the_backend(name: str) -> None:
     async def fetch(state: Any) -> str:
         return "never"
@@ -653,7 +659,7 @@ def test_a_coroutine_function_given_to_run_is_a_type_error_naming_the_backend(na
 
     assert final == "went on"
     assert len(caught) == 1
-    assert f"{name} backend" in str(caught[0])
+    assert f"{backend.name} backend" in str(caught[0])
     assert "fetch" in str(caught[0])
 
 

@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import backend_params, loop_in_thread, make_backend, needs_gevent, run_async
+from conftest import (
+    REAL_BACKENDS,
+    backend_params,
+    loop_in_thread,
+    make_backend,
+    needs_gevent,
+    run_async,
+)
 
 import coflow
 from coflow import wait_until
@@ -141,7 +148,7 @@ def _waits() -> Iterator[Any]:
     yield wait_until(lambda s: s >= 100)
 
 
-@pytest.fixture(params=backend_params(["asyncio", "gevent", "threads"]))
+@pytest.fixture(params=backend_params(REAL_BACKENDS))
 def real_backend(request: pytest.FixtureRequest) -> Iterator[Any]:
     with make_backend(request.param) as made:
         yield made

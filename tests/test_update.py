@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Gate, backend_params, make_backend
+from conftest import REAL_BACKENDS, Gate, backend_params, make_backend
 
 import coflow
 from coflow import (
@@ -372,7 +372,7 @@ def test_an_edit_during_a_failed_attempt_is_pushed_by_the_retry(backend: Any) ->
     assert pushed == ["Draft", "Final", "Final"]
 
 
-@pytest.mark.parametrize("name", backend_params(["asyncio", "gevent", "threads"]))
+@pytest.mark.parametrize("name", backend_params(REAL_BACKENDS))
 def test_an_edit_signalled_from_outside_during_the_push_is_pushed_afterwards(name: str) -> None:
     with make_backend(name) as backend:
         started, release = Gate(backend), Gate(backend)
