@@ -87,13 +87,8 @@ class GeventBackend(EventLoopBackend):
     def scheduler_here(self) -> str | None:
         return "the gevent hub" if getcurrent() is self._hub else None
 
-    async def wait_latch_async(self, latch: Latch, what: str) -> None:
-        if _thread_id() == self._hub_thread:
-            raise RuntimeError(
-                f"awaiting {what} in the gevent hub's thread would block the hub that runs it: "
-                "use runner.result() there, or await from an asyncio loop in another thread"
-            )
-        await super().wait_latch_async(latch, what)
+    def scheduler_in_this_thread(self) -> str | None:
+        return "the gevent hub" if _thread_id() == self._hub_thread else None
 
     def close(self) -> None:
         """Disarm the hub timer; flows still on this backend are no longer woken by time."""

@@ -101,9 +101,6 @@ class VirtualBackend(EventLoopBackend):
         self._now = horizon
         return False
 
-    async def wait_latch_async(self, latch: Latch, what: str) -> None:
-        self.wait_latch(latch, None, what)
-
     # -- driving the clock ---------------------------------------------------------
 
     def advance(self, seconds: float) -> None:

@@ -4,7 +4,8 @@ The scheduler never sleeps, spawns or reads a clock itself: it asks its
 backend.  A backend gives it five things: the time (``now``), ready work in
 FIFO order (``call_soon``, and ``call_soon_threadsafe`` from any thread),
 timers (``call_later``), concurrent work (``start_work``), and a way for a caller
-to block until a :class:`Latch` is set (``wait_latch`` / ``wait_latch_async``).
+to block until a :class:`Latch` is set (``wait_latch``; async code awaits one in
+its own library, see ``_awaiting``).
 Every callback a backend runs for the scheduler runs on the scheduler, one at
 a time.
 
@@ -155,26 +156,6 @@ class Backend(ABC):
         thread, where blocking would wait forever, it raises ``RuntimeError``.
         """
 
-    async def wait_latch_async(self, latch: Latch, what: str) -> None:
-        """Await, on the running asyncio loop, until ``latch`` is set."""
-        import asyncio  # only awaited from asyncio code, which has imported it already
-
-        loop = asyncio.get_running_loop()
-        woken = loop.create_future()
-
-        def wake() -> None:
-            if not woken.done():  # the awaiting task may have been cancelled
-                woken.set_result(None)
-
-        def on_set() -> None:
-            try:
-                loop.call_soon_threadsafe(wake)
-            except RuntimeError:
-                pass  # the awaiting loop has closed since: nobody is left to wake
-
-        self.call_soon_threadsafe(latch.add_callback, on_set)
-        await woken
-
     def scheduler_here(self) -> str | None:
         """The scheduler the calling code runs in, if it runs as part of its caller's thread.
 
@@ -182,6 +163,15 @@ class Backend(ABC):
         for, so the core refuses to (a signal future's ``result()``).  The
         asyncio loop and the gevent hub say so; a backend whose own
         ``wait_latch`` refuses its scheduler thread need not.
+        """
+        return None
+
+    def scheduler_in_this_thread(self) -> str | None:
+        """The scheduler that shares the calling thread with whatever loop awaits here.
+
+        An asyncio loop or a trio run awaiting a flow blocks its whole thread
+        between its callbacks; where the flow's scheduler needs that thread too
+        (the gevent hub), the core refuses to await there.
         """
         return None
 

@@ -36,6 +36,7 @@ from concurrent.futures import Future, TimeoutError as WaitTimedOut
 from concurrent.futures._base import FINISHED, PENDING
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._awaiting import wait_for_latch
 from ._backend import Latch
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ class SignalFuture(Future[T]):
     async def _settled(self) -> T:
         if self._state != FINISHED:
             runner = self._runner
-            await runner.backend.wait_latch_async(self._latch(), _what(runner))
+            await wait_for_latch(runner.backend, self._latch(), _what(runner))
         return super().result(0)
 
     def _wait(self, timeout: float | None) -> None:

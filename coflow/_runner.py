@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, Protocol
 
+from ._awaiting import wait_for_latch
 from ._backend import Backend, Latch, resolve_backend
 from ._errors import (
     Cancelled,
@@ -260,9 +261,9 @@ class Runner:
         return self._outcome()
 
     async def wait(self) -> Any:
-        """``await`` form of ``result()``."""
+        """``await`` form of ``result()``, in the awaiting code's library (asyncio or trio)."""
         if self.status == "running":
-            await self.backend.wait_latch_async(self._latch(), f"flow {self.name!r}")
+            await wait_for_latch(self.backend, self._latch(), f"flow {self.name!r}")
         return self._outcome()
 
     def events(self, maxsize: int | None = None) -> EventStream:
@@ -804,8 +805,8 @@ class EventStream:
             if ended:
                 break
             try:
-                await self._runner.backend.wait_latch_async(
-                    self._next_latch(), f"events of {self._runner.name!r}"
+                await wait_for_latch(
+                    self._runner.backend, self._next_latch(), f"events of {self._runner.name!r}"
                 )
             except BaseException as error:
                 if not isinstance(error, Exception):

@@ -319,20 +319,6 @@ def test_result_raises_flow_stopped_for_a_stopped_flow(backend: Any, after: Afte
         runner.result(timeout=5)
 
 
-def test_await_wait_inside_asyncio_run(backend: Any) -> None:
-    @coflow.flow(initial_state=0)
-    def ticking() -> FlowGenerator:
-        for _ in range(3):
-            yield wait(0.01)
-            yield set_state(lambda s: s + 1)
-
-    async def main() -> Any:
-        runner = coflow.start(ticking, backend=backend)
-        return await runner.wait()
-
-    assert run_async(backend, main) == 3
-
-
 def test_an_await_abandoned_with_its_loop_does_not_disturb_the_flow(
     backend: Any, is_virtual: bool
 ) -> None:
@@ -352,23 +338,6 @@ def test_an_await_abandoned_with_its_loop_does_not_disturb_the_flow(
 
     run_async(backend, main)  # its loop is closed when the flow ends
     assert runner.result(timeout=5) == 1
-
-
-def test_await_wait_raises_flow_failed(backend: Any) -> None:
-    reason = ValueError("bad input")
-
-    @coflow.flow(initial_state=0)
-    def broken() -> FlowGenerator:
-        yield wait(0.01)
-        raise reason
-
-    async def main() -> Any:
-        runner = coflow.start(broken, backend=backend)
-        return await runner.wait()
-
-    with pytest.raises(FlowFailed) as excinfo:
-        run_async(backend, main)
-    assert excinfo.value.__cause__ is reason
 
 
 # Events and notify
