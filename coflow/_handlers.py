@@ -26,6 +26,7 @@ from ._flow import (
     taken,
     used_before,
 )
+from ._lasting import start_work
 from ._location import INTERNAL_CODES
 from ._missing import MISSING
 from ._results import Error, Failure, Ok, Retry, Skip, Update
@@ -108,7 +109,7 @@ class Work:
 def handle_work(task: Task, work: Work) -> Any:
     backend = task.runner.backend
     work.task = task
-    work.handle = backend.start_work(work.fn, work.args, work.done)
+    work.handle = start_work(backend, work.fn, work.args, work.done)
     if work.timeout is not None:
         work.timed_out = False
         work.timer = backend.call_later(work.timeout, work.time_out)

@@ -80,6 +80,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import Cancelled, HeldClock
 from ._event_loop import TimerHeap
+from ._lasting import start_work
 from ._location import INTERNAL_CODES, PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
 from ._steps import SetState, Wait
 
@@ -478,7 +479,7 @@ class Join:
         branch = WorkBranch(self, len(self.children))
         self.children.append(branch)
         self.pending += 1
-        branch.handle = self.parent.runner.backend.start_work(fn, (), branch.done)
+        branch.handle = start_work(self.parent.runner.backend, fn, (), branch.done)
 
     def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
         """A branch finished before the join was decided."""

@@ -22,13 +22,14 @@ the steps of the whole tree in the order they run.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 from ._flow import flow_kind, instantiate
+from ._lasting import Lasting
 from ._values import value
 
-__all__ = ["Throw", "step_through"]
+__all__ = ["Throw", "lasting", "step_through"]
 
 
 @value
@@ -97,3 +98,14 @@ def step_through(flow: Any, script: Sequence[tuple[Any, Any]]) -> Any:
 def _mismatch(seen: list[str], problem: str) -> None:
     log = "\n".join(seen) or "(no step matched)"
     raise AssertionError(f"{problem}\nsteps so far:\n{log}")
+
+
+def lasting(seconds: float, fn: Callable[..., Any]) -> Lasting:
+    """``fn`` as work that takes ``seconds``: its outcome reaches the flow that much later.
+
+    Give it to ``run``, ``parallel`` or ``race``.  On the virtual clock, where
+    work takes no time, signals then land during the work and ``run(timeout=)``
+    fires, at exact times; on the real backends the work takes at least that
+    long.  ``fn`` runs when the work starts; a cancel ends the work at once.
+    """
+    return Lasting(seconds, fn)
