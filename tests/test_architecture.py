@@ -40,9 +40,7 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _runtime_imports(
-    tree: ast.AST, module: str, is_package: bool, modules: set[str]
-) -> set[str]:
+def _runtime_imports(tree: ast.AST, module: str, is_package: bool, modules: set[str]) -> set[str]:
     """The coflow modules ``module`` imports when it runs, at any depth of its code.
 
     ``from package import name`` imports the submodule ``name`` when there is

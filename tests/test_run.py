@@ -438,7 +438,8 @@ def slow_then_fast(backend: Any, slow_attempts: int, seconds: float, timeline: A
     name = getattr(backend, "name", "")
     if name == "virtual":
         pytest.skip(
-            "work given to run takes no virtual time, so no attempt can overrun its timeout"
+            "plain work takes no virtual time, and these attempts differ in length: a timed-out "
+            "attempt on the virtual clock is tested with lasting work (tests/test_lasting.py)"
         )
     calls: list[int] = []
 
