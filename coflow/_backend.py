@@ -253,9 +253,10 @@ def register_backend(
     registration = _Registration(factory, install_hint)
     known = _registry.setdefault(name, registration)  # one step: two threads cannot both win
     if known != registration:
+        hint = "" if known.install_hint is None else f" (install hint {known.install_hint!r})"
         raise ValueError(
-            f"backend {name!r} is registered already, as {known.factory!r}: "
-            f"it cannot also be {factory!r}; register it under another name"
+            f"backend {name!r} is registered already, as {known.factory!r}{hint}: "
+            "register another backend under a name of its own"
         )
 
 
