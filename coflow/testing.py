@@ -18,18 +18,30 @@ python-effect's ``perform_sequence`` and redux-saga's tests work::
 Sub-flows (generators, generator functions and ``Flow`` objects yielded by
 the flow) are entered as the scheduler would enter them, so the script lists
 the steps of the whole tree in the order they run.
+
+A whole async application is tested in virtual time on ``virtual_loop()``, an
+asyncio event loop on which ``asyncio.sleep(3600)`` returns at once with
+``loop.time()`` 3600 s on, or with ``run_virtual(main())``, ``asyncio.run`` on
+such a loop (docs/virtual-time-testing.md, "A whole async app in virtual
+time").  asyncio is imported only when they are called.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
-from typing import Any
+import importlib
+from collections.abc import Callable, Coroutine, Generator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._flow import flow_kind, instantiate
 from ._lasting import Lasting
 from ._values import value
 
-__all__ = ["Throw", "lasting", "step_through"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["Throw", "lasting", "step_through", "virtual_loop", "run_virtual"]
+
+_T = TypeVar("_T")
 
 
 @value
@@ -98,6 +110,43 @@ def step_through(flow: Any, script: Sequence[tuple[Any, Any]]) -> Any:
 def _mismatch(seen: list[str], problem: str) -> None:
     log = "\n".join(seen) or "(no step matched)"
     raise AssertionError(f"{problem}\nsteps so far:\n{log}")
+
+
+def virtual_loop(start: float = 0.0, *, real_timeout: float = 10.0) -> asyncio.AbstractEventLoop:
+    """A new asyncio event loop on which virtual time passes instantly; its clock reads ``start``.
+
+    A loop factory: ``asyncio.Runner(loop_factory=virtual_loop)``,
+    ``asyncio.run(main(), loop_factory=virtual_loop)`` (Python 3.12+), anyio's
+    ``("asyncio", {"loop_factory": virtual_loop})``, or pytest-asyncio's
+    ``pytest_asyncio_loop_factories`` hook.  When the loop has nothing to do,
+    its clock jumps to the next timer; executor work holds the clock until the
+    loop has its result, waiting at most ``real_timeout`` real seconds with
+    nothing happening; a loop that can never wake raises ``coflow.Deadlock``
+    naming its pending tasks.  The loop is a
+    ``coflow.backends.virtual_loop.VirtualEventLoop``.
+    """
+    loop: asyncio.AbstractEventLoop = _virtual_loop_module().VirtualEventLoop(
+        start, real_timeout=real_timeout
+    )
+    return loop
+
+
+def run_virtual(
+    main: Coroutine[Any, Any, _T], *, start: float = 0.0, real_timeout: float = 10.0
+) -> _T:
+    """Run ``main`` on a new :func:`virtual_loop` and return its result, as ``asyncio.run`` does.
+
+    Then, as ``asyncio.run`` does, the tasks left are cancelled, async
+    generators and the default executor shut down, and the loop closed.
+    """
+    loop = virtual_loop(start, real_timeout=real_timeout)
+    result: _T = _virtual_loop_module().run(main, loop)
+    return result
+
+
+def _virtual_loop_module() -> Any:
+    # Found by name, as the backends are: the adapter imports asyncio, this module does not.
+    return importlib.import_module("coflow.backends.virtual_loop")
 
 
 def lasting(seconds: float, fn: Callable[..., Any]) -> Lasting:
