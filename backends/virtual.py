@@ -6,12 +6,23 @@ or ``stop`` waits in the ready queue until ``advance``, ``run_until_idle``,
 ``EventLoopBackend`` (asyncio's iteration order); time only moves when
 nothing is ready, straight to the next timer.  Work given to ``run`` runs
 inline; its result arrives as ready work.
+
+Async work (a coroutine function, or a callable that returns an awaitable)
+runs on an asyncio event loop this backend hosts (``HostedEventLoop``): its
+time is this clock, each of its timers one of this backend's, each of its
+iterations a callback of this backend's.  So ``asyncio.sleep``, ``wait_for``
+and ``asyncio.timeout`` in the work take virtual time, in order with the
+flows' own timers.  While executor work that the loop started runs in a real
+thread, time does not move: the clock waits for the thread, up to the loop's
+``real_timeout`` of real time, and then raises ``TimeoutError`` naming it.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,10 +30,11 @@ from coflow._backend import Latch
 from coflow._errors import Deadlock
 from coflow._event_loop import EventLoopBackend, Timer, queue_entry
 from coflow._validate import check_count, check_delay, check_horizon, check_time
-from coflow._work import call_work
 
 if TYPE_CHECKING:
     from coflow._scheduler import Task
+
+    from .virtual_loop import HostedEventLoop
 
 _heappop = heapq.heappop
 _INFINITY = float("inf")
@@ -58,6 +70,10 @@ class VirtualBackend(EventLoopBackend):
             raise TypeError(f"VirtualBackend: seed must be an int, got {seed!r}")
         self.random = random.Random(seed)
         self.max_steps = check_count("VirtualBackend", "max_steps", max_steps, 1)
+        #: The asyncio loop async work runs on, made when the first such work starts.
+        self._loop: HostedEventLoop | None = None
+        #: Set by a post from another thread while the clock waits for executor work.
+        self._posted = threading.Event()
 
     def __repr__(self) -> str:
         ready, timers = len(self._ready) // 2, len(self._timers)
@@ -70,6 +86,7 @@ class VirtualBackend(EventLoopBackend):
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
         self._ready.extend((callback, args))  # one call, so another thread cannot split the pair
+        self._posted.set()
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         return self._timers.push(self._now + delay, callback, args)  # no now() call: hot path
@@ -82,10 +99,17 @@ class VirtualBackend(EventLoopBackend):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         done: Callable[[Any, BaseException | None], Any],
-    ) -> _DoneWork:
-        # The work runs before its ``done`` is queued: whatever it posts (a signal, a stop, a
+    ) -> Any:
+        # Plain work runs before its ``done`` is queued: whatever it posts (a signal, a stop, a
         # start) keeps the queue's callback/arguments pairs whole, and takes effect first.
-        outcome = call_work(self.name, fn, args)
+        try:
+            value = fn(*args)
+        except BaseException as error:  # SPEC §9: whatever it raises fails only the attempt
+            outcome: tuple[Any, BaseException | None] = (None, error)
+        else:
+            if hasattr(value.__class__, "__await__"):
+                return self._event_loop().start_work(value, done)
+            outcome = (value, None)
         self._ready.append(done)
         self._ready.append(outcome)
         return _DONE_WORK
@@ -97,7 +121,10 @@ class VirtualBackend(EventLoopBackend):
         if latch.is_set:
             return True
         if not self._ready and self._timers.next_deadline() is None:
-            raise Deadlock(f"{what} can never finish: no work is ready and no timer is set")
+            raise Deadlock(
+                f"{what} can never finish: no work is ready and no timer is set"
+                + self._pending_tasks()
+            )
         self._now = horizon
         return False
 
@@ -136,6 +163,8 @@ class VirtualBackend(EventLoopBackend):
             if ready:
                 self._run_once(self._now)
                 continue
+            if self._loop is not None and self._holding_time():
+                continue
             if not deadlines:
                 return
             when = deadlines[0]
@@ -160,6 +189,42 @@ class VirtualBackend(EventLoopBackend):
                 continue
             for entry in entries:  # a tie: all join the ready queue, in the order filed
                 queue_entry(entry, when, ready)
+
+    def close(self) -> None:
+        """Close the asyncio loop async work ran on, if any."""
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
+
+    def _event_loop(self) -> HostedEventLoop:
+        loop = self._loop
+        if loop is None:
+            from .virtual_loop import HostedEventLoop  # asyncio only once async work starts
+
+            loop = self._loop = HostedEventLoop(self)
+            weakref.finalize(self, loop.close)  # the loop holds this backend only weakly
+        return loop
+
+    def _holding_time(self) -> bool:
+        """Wait for executor work the loop started, if any; True if time had to stand still."""
+        loop = self._loop
+        if loop is None or not loop.holding():
+            return False
+        self._posted.clear()
+        if self._ready:
+            return True  # posted meanwhile
+        if not self._posted.wait(loop.real_timeout):
+            raise TimeoutError(
+                f"executor work held the virtual clock for {loop.real_timeout:g} s of real time "
+                f"with nothing happening: {loop.holding()}. Virtual time cannot pass while it "
+                "runs; a hung thread is a bug"
+            )
+        return True
+
+    def _pending_tasks(self) -> str:
+        loop = self._loop
+        pending = loop.pending_tasks() if loop is not None else ""
+        return f"; asyncio tasks pending: {pending}" if pending else ""
 
     def _due(self) -> bool:
         when = self._timers.next_deadline()

@@ -52,9 +52,10 @@ import math
 import os
 import selectors
 import sys
+import weakref
 from collections.abc import Callable, Coroutine, Mapping
 from contextvars import Context
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coflow._errors import Deadlock
 from coflow._validate import check_delay, check_time
@@ -423,3 +424,158 @@ def _cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
                     "task": task,
                 }
             )
+
+
+class Host(Protocol):
+    """What runs a :class:`HostedEventLoop`: the virtual clock's backend (its time, its timers)."""
+
+    def now(self) -> float: ...
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None: ...
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None: ...
+
+    def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Any: ...
+
+
+class _HostClock(VirtualClock):
+    """The host's clock, read through a weak reference (the host owns the loop, not the reverse)."""
+
+    __slots__ = ("_host",)
+
+    def __init__(self, host: Host) -> None:
+        super().__init__(host.now())
+        self._host = weakref.ref(host)
+
+    def now(self) -> float:
+        host = self._host()
+        return self._now if host is None else host.now()
+
+    def jump_to(self, when: float) -> None:
+        raise RuntimeError("a hosted event loop's time is its host's: it never moves it itself")
+
+
+class HostedEventLoop(VirtualEventLoop):
+    """A virtual event loop run by another scheduler, one iteration at a time.
+
+    The virtual clock's backend runs async work on it: the loop's time is the
+    backend's, each asyncio timer is a timer of the backend's (so ties with
+    the backend's own timers fire in the order set), and new ready callbacks
+    post one iteration to the backend's ready queue.  The loop never waits
+    and never moves time; while executor work it started runs, ``holding()``
+    says so, and the backend waits for it instead of moving time.
+    """
+
+    def __init__(self, host: Host, real_timeout: float = 10.0) -> None:
+        super().__init__(clock=_HostClock(host), real_timeout=real_timeout)
+        self._host = weakref.ref(host)
+        #: An iteration is posted to the host, or running: a new callback needs no other.
+        self._iteration_due = False
+        #: Deadlines a host timer is set for (one per distinct asyncio deadline).
+        self._armed: set[float] = set()
+        #: The tasks running work for the host, so a BaseException one ends with stays its own.
+        self._work: set[asyncio.Future[Any]] = set()
+
+    def call_soon(
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        handle = super().call_soon(callback, *args, context=context)
+        if not self._iteration_due:
+            self._post_iteration()
+        return handle
+
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: Context | None = None,
+    ) -> asyncio.Handle:
+        handle = super().call_soon_threadsafe(callback, *args, context=context)
+        self._with_host(lambda host: host.call_soon_threadsafe(self._iterate))
+        return handle
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: Unpack[_Ts],
+        context: Context | None = None,
+    ) -> asyncio.TimerHandle:
+        timer = super().call_at(when, callback, *args, context=context)
+        if when not in self._armed:
+            self._armed.add(when)
+            self._with_host(
+                lambda host: host.call_later(max(0.0, when - host.now()), self._fire, when)
+            )
+        return timer
+
+    def start_work(
+        self, awaitable: Any, done: Callable[[Any, BaseException | None], Any]
+    ) -> asyncio.Future[Any]:
+        """Run ``awaitable`` as a task; ``done(value, error)`` goes to the host once it ends."""
+        task: asyncio.Future[Any] = asyncio.ensure_future(awaitable, loop=self)
+        self._work.add(task)
+
+        def ended(task: asyncio.Future[Any]) -> None:
+            self._work.discard(task)
+            self._with_host(lambda host: host.call_soon(done, *_outcome(task)))
+
+        task.add_done_callback(ended)
+        return task
+
+    def holding(self) -> str | None:
+        """The executor work the host must wait for before time may move, if any."""
+        return "; ".join(self._holding.values()) or None
+
+    def pending_tasks(self) -> str:
+        """The loop's pending tasks, as a ``Deadlock`` message names them."""
+        tasks = sorted(asyncio.all_tasks(self), key=lambda task: task.get_name())
+        return "; ".join(_describe_task(task) for task in tasks)
+
+    def _with_host(self, call: Callable[[Host], Any]) -> None:
+        host = self._host()
+        if host is not None:
+            call(host)
+
+    def _fire(self, when: float) -> None:
+        self._armed.discard(when)
+        self._iterate()
+
+    def _iterate(self) -> None:
+        """On the host: run one iteration of the loop (the timers due now, then what is ready)."""
+        if self.is_closed() or self.is_running():
+            return  # closed meanwhile; or posted again from inside the iteration that runs
+        self._iteration_due = True
+        self._keep_resolution()
+        outer = asyncio._get_running_loop()  # a test's own loop may be driving the clock
+        asyncio._set_running_loop(None)
+        try:
+            self.stop()  # run_forever then runs exactly one iteration
+            self.run_forever()
+        except (KeyboardInterrupt, SystemExit) as error:
+            if not any(_ended_with(task, error) for task in self._work):
+                raise  # not a work task's own: it is the process's
+        finally:
+            asyncio._set_running_loop(outer)
+            self._iteration_due = False
+        if self._ready:  # type: ignore[attr-defined]
+            self._post_iteration()  # what the iteration made ready runs in the next one
+
+    def _post_iteration(self) -> None:
+        self._iteration_due = True
+        self._with_host(lambda host: host.call_soon(self._iterate))
+
+
+def _outcome(task: asyncio.Future[Any]) -> tuple[Any, BaseException | None]:
+    """A finished work task's ``(value, error)``: a cancellation is its error too."""
+    if task.cancelled():
+        return None, asyncio.CancelledError()
+    error = task.exception()
+    return (None, error) if error is not None else (task.result(), None)
+
+
+def _ended_with(task: asyncio.Future[Any], error: BaseException) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is error

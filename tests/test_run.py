@@ -432,15 +432,11 @@ def test_a_retry_policy_keeps_its_retry_on(backend: Any, form: str) -> None:
 def slow_then_fast(backend: Any, slow_attempts: int, seconds: float, timeline: Any) -> Any:
     """A step function whose first ``slow_attempts`` attempts take ``seconds``.
 
-    Each is the backend's own kind of work (a task, a greenlet, a pool thread);
+    Each is the backend's own kind of work (a task, on the virtual clock too, a greenlet,
+    a pool thread);
     the next attempt returns ``Ok("fast")`` at once.
     """
     name = getattr(backend, "name", "")
-    if name == "virtual":
-        pytest.skip(
-            "plain work takes no virtual time, and these attempts differ in length: a timed-out "
-            "attempt on the virtual clock is tested with lasting work (tests/test_lasting.py)"
-        )
     calls: list[int] = []
 
     def begin() -> bool:
@@ -448,7 +444,7 @@ def slow_then_fast(backend: Any, slow_attempts: int, seconds: float, timeline: A
         timeline.log(("attempt", len(calls)))
         return len(calls) <= slow_attempts
 
-    if name == "asyncio":
+    if name in ("asyncio", "virtual"):  # on the virtual clock, async work takes virtual time
         import asyncio
 
         async def on_loop(state: Any) -> Any:
