@@ -33,18 +33,22 @@ class Sizes:
     overhead_steps: int
     overhead_tasks: int
     child_calls: int
+    async_tasks: int = 10_000
+    async_sleeps: int = 10
 
 
 QUICK = Sizes(repeats=5, sync_steps=200_000, virtual_flows=2_000, virtual_waits=100,
               memory_flows=10_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
-              overhead_steps=10_000, overhead_tasks=10_000, child_calls=20_000)
+              overhead_steps=10_000, overhead_tasks=10_000, child_calls=20_000,
+              async_tasks=2_000)
 FULL = Sizes(repeats=5, sync_steps=1_000_000, virtual_flows=10_000, virtual_waits=100,
              memory_flows=10_000, signals=1_000_000, retry_runs=20_000, retry_attempts=10,
              overhead_steps=100_000, overhead_tasks=10_000, child_calls=100_000)
 #: The model SPEC §8 names for the virtual-time line.
 SPEC_VIRTUAL = (10_000, 100)
 
-LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead", "children")
+LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead", "children",
+         "virtual_async")
 PROFILED = ("sync_steps", "virtual_time", "signals", "retry", "backend_overhead", "children")
 
 
@@ -74,6 +78,9 @@ def measure_line(name: str, sizes: Sizes) -> list[Row]:
     if name == "children":
         from . import children
         return children.measure(sizes.child_calls, sizes.repeats)
+    if name == "virtual_async":
+        from . import virtual_async
+        return virtual_async.measure(sizes.async_tasks, sizes.async_sleeps, sizes.repeats)
     raise ValueError(f"unknown benchmark line {name!r}; choose from {', '.join(LINES)}")
 
 

@@ -29,6 +29,7 @@ from bench import (  # noqa: E402
     retry,
     signals,
     sync_steps,
+    virtual_async,
     virtual_time,
 )
 
@@ -165,3 +166,9 @@ def test_children_line() -> None:
     ]
     assert all(row.peer == "await create_task(trivial())" for row in rows)
     assert all(row.target.on == "coflow" and row.target.bound == 5.0 for row in rows)
+
+
+def test_virtual_async_line() -> None:
+    rows = virtual_async.measure(tasks=20, sleeps=3, repeats=1)
+    assert_rows(rows, len(rows))
+    assert len(rows) >= 3
