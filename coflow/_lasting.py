@@ -50,24 +50,36 @@ def start_work(
 ) -> Handle:
     """``backend.start_work``, giving lasting work its duration."""
     if fn.__class__ is Lasting:
-        return _LastingWork(backend, fn, args, done)
+        lasting: Lasting = fn
+        return LastingWork(backend, lasting.seconds, backend.start_work, lasting.fn, args, done)
     return backend.start_work(fn, args, done)
 
 
-class _LastingWork:
-    """The handle of lasting work: the work's own, and a timer for its duration."""
+class LastingWork:
+    """Work whose outcome is held until ``seconds`` have passed: its handle.
+
+    ``start(fn, args, finished)`` starts the work itself (a backend's
+    ``start_work``); the virtual clock's schedule exploration gives each piece
+    of work a duration this way too.
+    """
 
     __slots__ = ("backend", "done", "handle", "outcome", "timer")
 
     def __init__(
-        self, backend: Backend, lasting: Lasting, args: tuple[Any, ...], done: Done
+        self,
+        backend: Backend,
+        seconds: float,
+        start: Callable[[Callable[..., Any], tuple[Any, ...], Done], Handle],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        done: Done,
     ) -> None:
         self.backend = backend
         self.done: Done | None = done
         #: The work's ``(value, error)`` once it has finished before its duration is over.
         self.outcome: tuple[Any, BaseException | None] | None = None
-        self.timer: Handle | None = backend.call_later(lasting.seconds, self._elapsed)
-        self.handle = backend.start_work(lasting.fn, args, self._finished)
+        self.timer: Handle | None = backend.call_later(seconds, self._elapsed)
+        self.handle = start(fn, args, self._finished)
 
     def _finished(self, value: Any, error: BaseException | None) -> None:
         if self.timer is None:  # the duration is over, or the work was cancelled

@@ -24,6 +24,10 @@ asyncio event loop on which ``asyncio.sleep(3600)`` returns at once with
 ``loop.time()`` 3600 s on, or with ``run_virtual(main())``, ``asyncio.run`` on
 such a loop (docs/virtual-time-testing.md, "A whole async app in virtual
 time").  asyncio is imported only when they are called.
+
+``explore(scenario)`` runs a test scenario under many drawn schedules (how
+long each piece of work lasts) and reports the first that fails, with the
+seed that replays it (docs/virtual-time-testing.md, "Exploring schedules").
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import importlib
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._explore import ScheduleFailed, explore
 from ._flow import flow_kind, instantiate
 from ._lasting import Lasting
 from ._values import value
@@ -39,7 +44,15 @@ from ._values import value
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Throw", "lasting", "step_through", "virtual_loop", "run_virtual"]
+__all__ = [
+    "ScheduleFailed",
+    "Throw",
+    "explore",
+    "lasting",
+    "step_through",
+    "virtual_loop",
+    "run_virtual",
+]
 
 _T = TypeVar("_T")
 
