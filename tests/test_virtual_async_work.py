@@ -382,3 +382,46 @@ def test_an_edit_during_a_slow_async_push_is_pushed_after_it() -> None:
     ]
     assert runner.get_state()["dirty"] is False
     runner.stop()
+
+
+_EVENT_LOG_PROGRAM = """
+import asyncio
+import coflow
+from coflow import Ok, run
+from coflow.backends.virtual import VirtualBackend
+
+backend = VirtualBackend(seed=3)
+
+async def flaky(state):
+    await asyncio.sleep(0.25)
+    if backend.random.random() < 0.5:
+        raise ConnectionError("down")
+    return Ok({**state, "pushes": state["pushes"] + 1})
+
+step = run(flaky, retries=8, backoff="exponential", base_delay=0.1, jitter=True)
+log = []
+runner = coflow.start(step, initial_state={"pushes": 0}, backend=backend,
+                      notify=lambda event: log.append((backend.now(), repr(event))))
+runner.result()
+print(log)
+"""
+
+
+def test_two_processes_give_identical_event_logs() -> None:
+    import os
+    import subprocess
+    import sys
+
+    logs = []
+    for hash_seed in ("1", "2"):  # string hashing differs between the two processes
+        done = subprocess.run(
+            [sys.executable, "-c", _EVENT_LOG_PROGRAM],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+            check=True,
+        )
+        logs.append(done.stdout)
+    assert logs[0] == logs[1]
+    assert "FlowDone" in logs[0]
