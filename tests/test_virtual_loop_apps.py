@@ -226,3 +226,62 @@ def test_pytest_asyncio_runs_a_users_tests_on_the_virtual_loop(pytester: pytest.
     result = pytester.runpytest("-p", "no:cacheprovider", *quiet)
     result.assert_outcomes(passed=3)
 
+
+
+# --- the same with FastAPI: a flow per book, edits through the API, an hour of virtual time ----
+
+
+def make_fastapi_app() -> Any:
+    fastapi = pytest.importorskip("fastapi")
+    app = fastapi.FastAPI()
+    books: dict[str, coflow.Runner] = {}
+
+    async def push(state: dict[str, Any]) -> coflow.Update[dict[str, Any]]:
+        await asyncio.sleep(0.3)  # the remote API's latency, in virtual time
+        pushed_at = asyncio.get_running_loop().time()
+        return coflow.Update(
+            lambda s: {**s, "dirty": s["dirty"] is True, "pushed": s["pushed"] + [pushed_at]}
+        )
+
+    @coflow.flow(initial_state={"dirty": False, "pushed": []})
+    def sync_book() -> coflow.FlowGenerator:
+        while True:
+            yield coflow.wait_until(lambda s: s["dirty"] is True)
+            yield coflow.debounce(0.5)
+            yield set_state(lambda s: {**s, "dirty": "processing"})
+            yield run(push, retries=3, backoff="exponential", base_delay=0.2)
+
+    @app.post("/books/{book}/edits")
+    async def edit(book: str) -> dict[str, str]:
+        if book not in books:
+            books[book] = coflow.start(sync_book, backend="asyncio")
+        await books[book].signal(lambda s: {**s, "dirty": True})
+        return {"book": book}
+
+    @app.get("/books/{book}")
+    async def show(book: str) -> dict[str, Any]:
+        return {"state": books[book].get_state()}
+
+    app.state.books = books
+    return app
+
+
+async def test_a_fastapi_app_pushes_each_burst_of_edits_once_in_virtual_time() -> None:
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualEventLoop)
+    app = make_fastapi_app()
+    began = time.perf_counter()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        start = loop.time()
+        for _ in range(3):  # a burst of edits, 0.1 s apart
+            assert (await client.post("/books/b-1/edits")).status_code == 200
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3600)
+        state = (await client.get("/books/b-1")).json()["state"]
+    assert state == {"dirty": False, "pushed": [pytest.approx(start + 0.2 + 0.5 + 0.3)]}
+    for runner in app.state.books.values():
+        runner.stop()
+        with pytest.raises(coflow.FlowStopped):
+            await runner.wait()
+    assert time.perf_counter() - began < 1.0
