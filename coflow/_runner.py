@@ -28,6 +28,7 @@ from ._errors import (
 from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
 from ._flow import Flow, flow_name, instantiate
 from ._future import SignalFuture
+from ._instrument import started_hooks
 from ._links import Links
 from ._location import add_note
 from ._missing import MISSING, MissingType
@@ -844,6 +845,9 @@ def launch(
     sinks = () if notify is None else (_sink(notify),)
     runner = Runner(flow, backend, initial_state, name or flow_name(flow), sinks)
     runner.root = Task(runner, runner, body)
+    if started_hooks:
+        for hook in tuple(started_hooks):
+            hook(runner)
     return runner
 
 

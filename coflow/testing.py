@@ -28,17 +28,26 @@ time").  asyncio is imported only when they are called.
 ``explore(scenario)`` runs a test scenario under many drawn schedules (how
 long each piece of work lasts) and reports the first that fails, with the
 seed that replays it (docs/virtual-time-testing.md, "Exploring schedules").
+
+``Timeline`` records ``(seconds, label)`` pairs on a backend's clock and
+``After`` calls a function some seconds from now on it, so a test reads as a
+timeline on any backend; the pytest plugin (``coflow.pytest_plugin``, loaded
+by pytest wherever coflow is installed) gives them as the ``timeline`` and
+``after`` fixtures (docs/testing.md).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._backend import Backend
 from ._explore import ScheduleFailed, explore
 from ._flow import flow_kind, instantiate
 from ._lasting import Lasting
+from ._runner import Runner, start
+from ._steps import wait
 from ._values import value
 
 if TYPE_CHECKING:
@@ -48,8 +57,10 @@ __all__ = [
     "ScheduleFailed",
     "Throw",
     "explore",
-    "lasting",
     "step_through",
+    "Timeline",
+    "After",
+    "lasting",
     "virtual_loop",
     "run_virtual",
 ]
@@ -171,3 +182,83 @@ def lasting(seconds: float, fn: Callable[..., Any]) -> Lasting:
     long.  ``fn`` runs when the work starts; a cancel ends the work at once.
     """
     return Lasting(seconds, fn)
+
+
+#: How far apart two times on the virtual clock may be and still match: float rounding only
+#: (``0.2 + 0.4`` is ``0.6000000000000001``).
+EXACT = 1e-9
+
+
+class Timeline:
+    """A log of ``(seconds since it was made, label)`` pairs, taken on ``backend``'s clock.
+
+    Flows and callbacks call ``log(label)`` as things happen; the test then
+    asserts the whole list with ``assert_matches``.  ``tolerance`` is how many
+    seconds an observed time may be off: 0 (exact, up to float rounding) on
+    the virtual clock; on a real backend, what its timers and threads may add.
+    ``log`` may be called from any thread.
+    """
+
+    def __init__(self, backend: Backend, tolerance: float = 0.0) -> None:
+        self.backend = backend
+        self.tolerance = tolerance
+        self.origin = backend.now()
+        self.entries: list[tuple[float, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<Timeline {self.entries!r}>"
+
+    def log(self, label: Any) -> None:
+        """Record ``label`` at the backend's time now."""
+        self.entries.append((self.backend.now() - self.origin, label))
+
+    def labels(self) -> list[Any]:
+        """The labels recorded, in order, without their times."""
+        return [label for _, label in self.entries]
+
+    def assert_matches(self, expected: Sequence[tuple[float, Any]]) -> None:
+        """Assert the entries are ``expected``: the same labels in order, each at its time.
+
+        A time matches when it is within ``tolerance`` seconds of the one
+        expected.  The ``AssertionError`` shows both timelines.
+        """
+        allowed = max(self.tolerance, EXACT)
+        wanted = [(float(seconds), label) for seconds, label in expected]
+        if self.labels() == [label for _, label in wanted] and all(
+            abs(seen - when) <= allowed for (seen, _), (when, _) in zip(self.entries, wanted)
+        ):
+            return
+        raise AssertionError(
+            f"the timeline differs (times within {allowed:g} s match):\n"
+            f"  expected: {_entries(wanted)}\n"
+            f"  recorded: {_entries(self.entries)}"
+        )
+
+
+def _entries(entries: Sequence[tuple[float, Any]]) -> str:
+    return "[" + ", ".join(f"({seconds:.6g}, {label!r})" for seconds, label in entries) + "]"
+
+
+class After:
+    """``after(seconds, fn)`` calls ``fn()`` that many seconds from now, on ``backend``'s clock.
+
+    Each call starts a tiny flow, named ``after(<seconds>)`` and supervised by
+    no supervisor, that waits and then calls ``fn``: it works the same on
+    every backend, so a test can signal, send or stop at a precise moment of
+    its timeline.  It returns that flow's runner; stop it to call off ``fn``.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def __repr__(self) -> str:
+        return f"<After on {self.backend!r}>"
+
+    def __call__(self, seconds: float, fn: Callable[[], Any]) -> Runner:
+        step = wait(seconds)  # a bad delay is refused here, at the caller's line
+
+        def driver() -> Iterator[Any]:
+            yield step
+            fn()
+
+        return start(driver, backend=self.backend, name=f"after({seconds:g})", supervisor=None)

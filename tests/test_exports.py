@@ -138,6 +138,12 @@ def test_importing_coflow_imports_no_backend_library() -> None:
     assert modules_imported_by("coflow", BACKEND_LIBRARIES) == "[]"
 
 
+def test_importing_coflow_or_its_testing_tools_imports_no_pytest() -> None:
+    # Only coflow.pytest_plugin imports pytest; pytest loads it, nothing of coflow does.
+    pytest_modules = "m.split('.')[0] in {'pytest', '_pytest'} or m == 'coflow.pytest_plugin'"
+    assert modules_imported_by("coflow, coflow.testing", pytest_modules) == "[]"
+
+
 # coflow.backends: the kit a backend is written with, importable without any adapter
 
 BACKEND_KIT_NAMES = [

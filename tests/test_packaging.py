@@ -115,10 +115,26 @@ def metadata_problems(metadata: str) -> list[str]:
     return problems
 
 
+def entry_point_problems(entry_points: str) -> list[str]:
+    """What keeps pytest from finding coflow's plugin in the wheel's entry_points.txt."""
+    section, found = "", []
+    for line in entry_points.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[pytest11]" and "=" in line:
+            name, _, target = line.partition("=")
+            found.append((name.strip(), target.strip()))
+    if ("coflow", "coflow.pytest_plugin") not in found:
+        return [f"no pytest11 entry point coflow = coflow.pytest_plugin: {found}"]
+    return []
+
+
 def check_wheel(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as archive:
         problems = wheel_problems(archive.namelist())
         problems += metadata_problems(archive.read(DIST_INFO + "METADATA").decode())
+        problems += entry_point_problems(archive.read(DIST_INFO + "entry_points.txt").decode())
     return problems
 
 
@@ -220,6 +236,18 @@ def test_wheel_metadata_keeps_gevent_optional(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         metadata = archive.read(DIST_INFO + "METADATA").decode()
     assert metadata_problems(metadata) == [], metadata
+
+
+@pytest.mark.slow
+def test_wheel_registers_the_pytest_plugin(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        entry_points = archive.read(DIST_INFO + "entry_points.txt").decode()
+    assert entry_point_problems(entry_points) == [], entry_points
+
+
+def test_entry_point_check_finds_the_plugin_only_under_pytest11() -> None:
+    assert entry_point_problems("[pytest11]\ncoflow = coflow.pytest_plugin\n") == []
+    assert entry_point_problems("[console_scripts]\ncoflow = coflow.pytest_plugin\n") != []
 
 
 def test_file_list_check_catches_a_top_level_backends_package() -> None:
