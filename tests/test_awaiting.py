@@ -43,15 +43,15 @@ def ticking() -> FlowGenerator:
         yield set_state(lambda s: s + 1)
 
 
-def test_a_task_awaits_the_end_of_a_flow(backend: Any, run_in: Callable[..., Any]) -> None:
+def test_a_task_awaits_the_end_of_a_flow(coflow_backend: Any, run_in: Callable[..., Any]) -> None:
     async def main() -> Any:
-        return await coflow.start(ticking, backend=backend).wait()
+        return await coflow.start(ticking, backend=coflow_backend).wait()
 
-    assert run_in(backend, main) == 3
+    assert run_in(coflow_backend, main) == 3
 
 
 def test_a_task_awaiting_a_failed_flow_gets_flow_failed(
-    backend: Any, run_in: Callable[..., Any]
+    coflow_backend: Any, run_in: Callable[..., Any]
 ) -> None:
     reason = ValueError("bad input")
 
@@ -61,34 +61,34 @@ def test_a_task_awaiting_a_failed_flow_gets_flow_failed(
         raise reason
 
     async def main() -> Any:
-        return await coflow.start(broken, backend=backend).wait()
+        return await coflow.start(broken, backend=coflow_backend).wait()
 
     with pytest.raises(FlowFailed) as failed:
-        run_in(backend, main)
+        run_in(coflow_backend, main)
     assert failed.value.__cause__ is reason
 
 
 def test_a_task_awaits_a_signal_and_reads_the_events(
-    backend: Any, run_in: Callable[..., Any]
+    coflow_backend: Any, run_in: Callable[..., Any]
 ) -> None:
     @coflow.flow(initial_state=0)
     def until_ten() -> FlowGenerator:
         yield wait_until(lambda s: s >= 10)
 
     async def main() -> tuple[Any, list[Any]]:
-        runner = coflow.start(until_ten, backend=backend)
+        runner = coflow.start(until_ten, backend=coflow_backend)
         stream = runner.events()
         applied = await runner.signal(lambda s: s + 10)
         seen = [event.state async for event in stream if isinstance(event, FlowState)]
         return applied, seen
 
-    applied, seen = run_in(backend, main)
+    applied, seen = run_in(coflow_backend, main)
     assert applied == 10
     assert seen == [10]
 
 
 def test_a_trio_task_cancelled_while_it_reads_the_events_closes_the_stream(
-    backend: Any, is_virtual: bool
+    coflow_backend: Any, is_virtual: bool
 ) -> None:
     if is_virtual:
         pytest.skip("on the virtual clock, awaiting drives the flow to its end at once")
@@ -98,7 +98,7 @@ def test_a_trio_task_cancelled_while_it_reads_the_events_closes_the_stream(
         while True:
             yield wait(0.5)
 
-    runner = coflow.start(forever, backend=backend)
+    runner = coflow.start(forever, backend=coflow_backend)
     stream = runner.events()
 
     async def main() -> None:
@@ -106,7 +106,7 @@ def test_a_trio_task_cancelled_while_it_reads_the_events_closes_the_stream(
             async for _ in stream:
                 pass
 
-    run_trio(backend, main)
+    run_trio(coflow_backend, main)
     assert stream.closed
     runner.stop()
     with pytest.raises(coflow.FlowStopped):

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import EXTERNAL_BACKENDS, REAL_BACKENDS, backend_params, make_backend, needs_gevent
+from conftest import EXTERNAL_BACKENDS, REAL_BACKENDS, backend_params, needs_gevent
 
 import coflow
 from coflow import (
@@ -49,6 +49,7 @@ from coflow import (
 )
 from coflow.backends.threads import ThreadBackend
 from coflow.backends.virtual import VirtualBackend
+from coflow.pytest_plugin import open_backend
 
 INTERRUPTING_BACKENDS = ["asyncio", "gevent"]  # they can interrupt work that is running
 #: The backends whose work runs on threads, which a stop leaves to finish.
@@ -225,7 +226,7 @@ def test_parallel_tasks_really_run_at_the_same_time(name: str) -> None:
         results = yield parallel([KITS[name].nap(0.2, index) for index in range(20)])
         yield set_state(lambda state: results)
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         started = time.monotonic()
         runner = coflow.start(main, initial_state=None, backend=backend)
         final = runner.result(timeout=5)
@@ -247,7 +248,7 @@ def test_race_loser_is_interrupted_and_cleans_up_before_the_race_returns(name: s
         winner = yield race([loser.fn, kit.nap(0.05, "winner")])
         loser.log.append(("race returned", winner))
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         started = time.monotonic()
         coflow.start(main, initial_state=None, backend=backend).result(timeout=5)
         elapsed = time.monotonic() - started
@@ -316,7 +317,7 @@ def test_stop_interrupts_the_running_work(name: str) -> None:
     def main() -> FlowGenerator:
         yield run(work.fn)
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         runner = coflow.start(main, initial_state=None, backend=backend)
         elapsed = stop_once_started(runner, work.started)
 
@@ -332,7 +333,7 @@ def test_stop_ends_the_flow_while_the_pool_thread_still_runs(name: str) -> None:
     def main() -> FlowGenerator:
         yield run(work.fn)
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         try:
             runner = coflow.start(main, initial_state=None, backend=backend)
             elapsed = stop_once_started(runner, work.started)
@@ -368,7 +369,7 @@ def test_signals_from_four_os_threads_are_applied_once_each_in_the_order_sent(na
 
     futures: list[list[Any]] = [[] for _ in range(SENDERS)]
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         runner = coflow.start(
             main, initial_state={sender: [] for sender in range(SENDERS)}, backend=backend
         )
@@ -452,7 +453,7 @@ def test_start_stop_cycles_leave_no_tasks_timers_greenlets_or_threads(name: str)
             return in_run
         return in_wait
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
 
         def cycle(index: int) -> None:
             work = Work(kit)
@@ -654,7 +655,7 @@ def test_a_coroutine_function_given_to_run_is_a_type_error_naming_the_backend(na
             caught.append(error)
         yield set_state(lambda state: "went on")
 
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         final = coflow.start(main, initial_state=None, backend=backend).result(timeout=5)
 
     assert final == "went on"

@@ -64,13 +64,13 @@ def caught_in(backend: Any, name: str, mistake: Callable[[], FlowGenerator]) -> 
 
 
 def test_starting_one_generator_object_twice_is_a_type_error_at_the_second_start(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     generator = fetch()
-    first = coflow.start(generator, backend=backend)
+    first = coflow.start(generator, backend=coflow_backend)
 
     with pytest.raises(TypeError) as refused:
-        coflow.start(generator, backend=backend)
+        coflow.start(generator, backend=coflow_backend)
 
     message = str(refused.value)
     assert "coflow.start" in message
@@ -82,14 +82,14 @@ def test_starting_one_generator_object_twice_is_a_type_error_at_the_second_start
 
 @pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
 def test_one_generator_object_twice_in_parallel_or_race_is_a_type_error_at_the_yield(
-    backend: Any, combinator: Callable[..., Any]
+    coflow_backend: Any, combinator: Callable[..., Any]
 ) -> None:
     generator = fetch()
 
     def mistake() -> FlowGenerator:
         yield combinator([generator, generator])
 
-    error = caught_in(backend, "fan_out", mistake)
+    error = caught_in(coflow_backend, "fan_out", mistake)
 
     assert isinstance(error, TypeError)
     message = str(error)
@@ -99,21 +99,21 @@ def test_one_generator_object_twice_in_parallel_or_race_is_a_type_error_at_the_y
 
 
 def test_a_function_of_the_state_giving_one_generator_object_twice_is_refused(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     generator = fetch()
 
     def mistake() -> FlowGenerator:
         yield parallel(lambda state: [generator, generator])
 
-    message = str(caught_in(backend, "fan_out", mistake))
+    message = str(caught_in(coflow_backend, "fan_out", mistake))
     assert "flow fan_out: parallel" in message
     assert "generator object 'fetch'" in message
 
 
 @pytest.mark.parametrize("child_step", [call, spawn], ids=["call", "spawn"])
 def test_a_second_child_of_one_generator_object_is_a_type_error_at_the_yield(
-    backend: Any, child_step: Callable[..., Any]
+    coflow_backend: Any, child_step: Callable[..., Any]
 ) -> None:
     generator = fetch()
 
@@ -121,7 +121,7 @@ def test_a_second_child_of_one_generator_object_is_a_type_error_at_the_yield(
         yield call(generator)  # the first use runs it
         yield child_step(generator)
 
-    error = caught_in(backend, "parent", mistake)
+    error = caught_in(coflow_backend, "parent", mistake)
 
     assert isinstance(error, TypeError)
     message = str(error)
@@ -131,7 +131,7 @@ def test_a_second_child_of_one_generator_object_is_a_type_error_at_the_yield(
 
 
 def test_yielding_one_generator_object_twice_is_a_type_error_at_the_second_yield(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     generator = fetch()
 
@@ -139,35 +139,37 @@ def test_yielding_one_generator_object_twice_is_a_type_error_at_the_second_yield
         assert (yield generator) == "fetched"
         yield generator
 
-    message = str(caught_in(backend, "twice", mistake))
+    message = str(caught_in(coflow_backend, "twice", mistake))
     assert message.startswith("flow twice yielded the generator object 'fetch'")
     assert "has already run to its end" in message
 
 
-def test_a_sequence_of_one_generator_object_twice_is_refused_at_the_second(backend: Any) -> None:
+def test_a_sequence_of_one_generator_object_twice_is_refused_at_the_second(
+    coflow_backend: Any,
+) -> None:
     generator = fetch()
 
     def mistake() -> FlowGenerator:
         yield sequence(generator, generator)
 
-    message = str(caught_in(backend, "seq", mistake))
+    message = str(caught_in(coflow_backend, "seq", mistake))
     assert "flow seq" in message
     assert "generator object 'fetch'" in message
 
 
-def test_yielding_a_generator_object_started_elsewhere_is_refused(backend: Any) -> None:
+def test_yielding_a_generator_object_started_elsewhere_is_refused(coflow_backend: Any) -> None:
     generator = fetch()
-    started = coflow.start(generator, backend=backend)
+    started = coflow.start(generator, backend=coflow_backend)
 
     def mistake() -> FlowGenerator:
         yield generator  # taken by the start above, whether or not it has run yet
 
-    message = str(caught_in(backend, "thief", mistake))
+    message = str(caught_in(coflow_backend, "thief", mistake))
     assert "flow thief yielded the generator object 'fetch'" in message
     started.result(timeout=5)
 
 
-def test_a_generator_object_that_is_running_is_refused(backend: Any) -> None:
+def test_a_generator_object_that_is_running_is_refused(coflow_backend: Any) -> None:
     def selfish() -> FlowGenerator:
         me = yield get_state()
         try:
@@ -177,25 +179,27 @@ def test_a_generator_object_that_is_running_is_refused(backend: Any) -> None:
             yield set_state(lambda s: message)
 
     generator = selfish()
-    message = coflow.start(generator, initial_state=generator, backend=backend).result(timeout=5)
+    message = coflow.start(generator, initial_state=generator, backend=coflow_backend).result(
+        timeout=5
+    )
     assert message.startswith("flow selfish: call: the generator object 'selfish'")
 
 
-def test_a_generator_object_stepped_by_hand_is_refused_by_start(backend: Any) -> None:
+def test_a_generator_object_stepped_by_hand_is_refused_by_start(coflow_backend: Any) -> None:
     generator = fetch()
     next(generator)
     with pytest.raises(TypeError, match="generator object 'fetch' has already started"):
-        coflow.start(generator, backend=backend)
+        coflow.start(generator, backend=coflow_backend)
 
 
-def test_an_exhausted_generator_object_is_refused_by_start(backend: Any) -> None:
+def test_an_exhausted_generator_object_is_refused_by_start(coflow_backend: Any) -> None:
     generator = fetch()
     list(generator)
     with pytest.raises(TypeError, match="generator object 'fetch' has already run to its end"):
-        coflow.start(generator, backend=backend)
+        coflow.start(generator, backend=coflow_backend)
 
 
-def test_a_generator_object_used_once_in_each_place_still_runs(backend: Any) -> None:
+def test_a_generator_object_used_once_in_each_place_still_runs(coflow_backend: Any) -> None:
     def fine() -> FlowGenerator:
         first = yield fetch()
         both = yield parallel([fetch(), fetch()])
@@ -203,7 +207,7 @@ def test_a_generator_object_used_once_in_each_place_still_runs(backend: Any) -> 
         timed = yield timeout(fetch(), 5)
         yield set_state(lambda s: [first, both, child, timed])
 
-    result = coflow.start(fine, backend=backend).result(timeout=5)
+    result = coflow.start(fine, backend=coflow_backend).result(timeout=5)
     assert result == ["fetched", ["fetched", "fetched"], None, "fetched"]
 
 
@@ -239,7 +243,7 @@ def test_a_delay_too_large_for_a_float_is_a_value_error_when_the_step_is_built(
 
 
 def test_a_backoff_giving_a_delay_too_large_for_a_float_raises_at_the_yield(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     def failing(state: Any) -> None:
         raise ConnectionError("down")
@@ -247,7 +251,7 @@ def test_a_backoff_giving_a_delay_too_large_for_a_float_raises_at_the_yield(
     def mistake() -> FlowGenerator:
         yield run(failing, retries=1, backoff=lambda k: HUGE)
 
-    error = caught_in(backend, "backing_off", mistake)
+    error = caught_in(coflow_backend, "backing_off", mistake)
     assert isinstance(error, ValueError)
     assert "backoff(1)" in str(error)
 
@@ -336,12 +340,12 @@ def five(state: Any) -> int:
 
 @pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
 def test_a_function_of_the_state_giving_no_iterable_raises_at_the_yield(
-    backend: Any, combinator: Callable[..., Any]
+    coflow_backend: Any, combinator: Callable[..., Any]
 ) -> None:
     def mistake() -> FlowGenerator:
         yield combinator(five)
 
-    error = caught_in(backend, "fan_out", mistake)
+    error = caught_in(coflow_backend, "fan_out", mistake)
 
     assert isinstance(error, TypeError)
     message = str(error)
@@ -364,13 +368,13 @@ def test_embed_of_something_that_is_neither_a_step_nor_a_flow_is_refused_when_bu
     assert str(refused.value).startswith("embed: 42 is neither a step nor a flow")
 
 
-def test_a_timeout_step_holding_a_non_step_names_the_flow_at_the_yield(backend: Any) -> None:
+def test_a_timeout_step_holding_a_non_step_names_the_flow_at_the_yield(coflow_backend: Any) -> None:
     built = timeout(wait(1), 1)
 
     def mistake() -> FlowGenerator:
         yield dataclasses.replace(built, step=42)  # past the constructor's check
 
-    error = caught_in(backend, "guarded", mistake)
+    error = caught_in(coflow_backend, "guarded", mistake)
     assert isinstance(error, InvalidStep)
     assert str(error).startswith("flow guarded: timeout: 42 is neither a step nor a flow")
 
@@ -394,12 +398,12 @@ def test_a_step_subclass_has_a_repr() -> None:
 
 @pytest.mark.parametrize("step", [Plain(), Tagged("x")], ids=["plain", "dataclass"])
 def test_yielding_a_step_subclass_with_no_handler_is_an_invalid_step(
-    backend: Any, step: coflow.Step[None]
+    coflow_backend: Any, step: coflow.Step[None]
 ) -> None:
     def mistake() -> FlowGenerator:
         yield step
 
-    error = caught_in(backend, "custom", mistake)
+    error = caught_in(coflow_backend, "custom", mistake)
 
     assert isinstance(error, InvalidStep)
     message = str(error)
@@ -413,15 +417,17 @@ def test_yielding_a_step_subclass_with_no_handler_is_an_invalid_step(
 
 @pytest.mark.parametrize("limit", [1e10, 10**400, math.inf], ids=["1e10", "huge-int", "inf"])
 def test_result_with_a_timeout_beyond_the_clocks_limit_waits_as_long_as_asked(
-    backend: Any, limit: float
+    coflow_backend: Any, limit: float
 ) -> None:
-    runner = coflow.start(fetch, initial_state="waited", backend=backend)
+    runner = coflow.start(fetch, initial_state="waited", backend=coflow_backend)
     assert runner.result(timeout=limit) == "waited"
 
 
 @pytest.mark.parametrize("limit", [-1, math.nan, -math.inf], ids=["negative", "nan", "-inf"])
-def test_result_with_a_negative_or_nan_timeout_is_a_value_error(backend: Any, limit: float) -> None:
-    runner = coflow.start(fetch, backend=backend)
+def test_result_with_a_negative_or_nan_timeout_is_a_value_error(
+    coflow_backend: Any, limit: float
+) -> None:
+    runner = coflow.start(fetch, backend=coflow_backend)
     with pytest.raises(ValueError) as refused:
         runner.result(timeout=limit)
     message = str(refused.value)
@@ -430,8 +436,8 @@ def test_result_with_a_negative_or_nan_timeout_is_a_value_error(backend: Any, li
     runner.result(timeout=5)
 
 
-def test_result_with_a_timeout_that_is_not_a_number_is_a_type_error(backend: Any) -> None:
-    runner = coflow.start(fetch, backend=backend)
+def test_result_with_a_timeout_that_is_not_a_number_is_a_type_error(coflow_backend: Any) -> None:
+    runner = coflow.start(fetch, backend=coflow_backend)
     with pytest.raises(TypeError, match="timeout must be None or a number of seconds, got '5'"):
         runner.result(timeout="5")  # type: ignore[arg-type]
     runner.result(timeout=5)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -19,11 +18,7 @@ from coflow import (
     timeout,
     wait,
 )
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.testing import After, Timeline
 
 
 def shelve() -> FlowGenerator:
@@ -38,7 +33,7 @@ CASES = {
 }
 
 
-def test_branch_runs_the_case_the_selector_picks(backend: Any, timeline: Timeline) -> None:
+def test_branch_runs_the_case_the_selector_picks(coflow_backend: Any, timeline: Timeline) -> None:
     def main() -> FlowGenerator:
         as_book = yield branch(lambda s: s["kind"], CASES)
         timeline.log(("book case gave", as_book))
@@ -46,7 +41,7 @@ def test_branch_runs_the_case_the_selector_picks(backend: Any, timeline: Timelin
         as_film = yield branch(lambda s: s["kind"], CASES)
         timeline.log(("film case gave", as_film))
 
-    runner = coflow.start(main, initial_state={"kind": "book"}, backend=backend)
+    runner = coflow.start(main, initial_state={"kind": "book"}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"kind": "film", "shelf": "films"}
     timeline.assert_matches(
@@ -57,7 +52,7 @@ def test_branch_runs_the_case_the_selector_picks(backend: Any, timeline: Timelin
     )
 
 
-def test_branch_runs_the_default_when_no_case_matches(backend: Any) -> None:
+def test_branch_runs_the_default_when_no_case_matches(coflow_backend: Any) -> None:
     seen: list[Any] = []
 
     def main() -> FlowGenerator:
@@ -66,13 +61,13 @@ def test_branch_runs_the_default_when_no_case_matches(backend: Any) -> None:
         )
         seen.append(result)
 
-    runner = coflow.start(main, initial_state={"kind": "comic"}, backend=backend)
+    runner = coflow.start(main, initial_state={"kind": "comic"}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"kind": "comic", "shelf": "misc"}
     assert seen == [{"kind": "comic", "shelf": "misc"}]
 
 
-def test_branch_without_a_match_or_default_raises_at_the_yield(backend: Any) -> None:
+def test_branch_without_a_match_or_default_raises_at_the_yield(coflow_backend: Any) -> None:
     # SPEC is silent on the error's type: it must be raised at the yield and name the value.
     caught: list[BaseException] = []
 
@@ -82,7 +77,7 @@ def test_branch_without_a_match_or_default_raises_at_the_yield(backend: Any) -> 
         except Exception as error:
             caught.append(error)
 
-    runner = coflow.start(main, initial_state={"kind": "comic-strip"}, backend=backend)
+    runner = coflow.start(main, initial_state={"kind": "comic-strip"}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"kind": "comic-strip"}
     assert len(caught) == 1
@@ -90,7 +85,7 @@ def test_branch_without_a_match_or_default_raises_at_the_yield(backend: Any) -> 
 
 
 def test_embed_runs_a_flow_on_part_of_the_state(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     events: list[Any] = []
 
@@ -111,7 +106,7 @@ def test_embed_runs_a_flow_on_part_of_the_state(
         timeline.log(("embed gave", result))
 
     initial = {"user": {"name": "al", "visits": 0}, "other": 0}
-    runner = coflow.start(main, initial_state=initial, notify=events.append, backend=backend)
+    runner = coflow.start(main, initial_state=initial, notify=events.append, backend=coflow_backend)
     after(
         0.05,
         lambda: runner.signal(lambda s: {"user": {**s["user"], "name": "bo"}, "other": 1}),
@@ -134,7 +129,7 @@ def test_embed_runs_a_flow_on_part_of_the_state(
 
 
 def test_timeout_gives_the_result_the_default_or_flow_timeout(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def main() -> FlowGenerator:
         fast = yield timeout(sequence(wait(0.1), set_state(lambda n: n + 1)), 0.3)
@@ -148,7 +143,7 @@ def test_timeout_gives_the_result_the_default_or_flow_timeout(
         except coflow.FlowTimeout:
             timeline.log("slow without default: FlowTimeout")
 
-    runner = coflow.start(main, initial_state=0, backend=backend)
+    runner = coflow.start(main, initial_state=0, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 1
     timeline.assert_matches(
@@ -161,11 +156,11 @@ def test_timeout_gives_the_result_the_default_or_flow_timeout(
     )
 
 
-def test_an_uncaught_timeout_fails_the_flow(backend: Any) -> None:
+def test_an_uncaught_timeout_fails_the_flow(coflow_backend: Any) -> None:
     def main() -> FlowGenerator:
         yield timeout(wait(0.3), 0.05)
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     with pytest.raises(coflow.FlowFailed) as failed:
         runner.result(timeout=5)
@@ -173,7 +168,7 @@ def test_an_uncaught_timeout_fails_the_flow(backend: Any) -> None:
 
 
 def test_the_timed_out_step_is_cleaned_up_before_timeout_returns(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def slow_import() -> FlowGenerator:
         try:
@@ -190,7 +185,7 @@ def test_the_timed_out_step_is_cleaned_up_before_timeout_returns(
         state = yield get_state()
         timeline.log(("timeout gave", result, state))
 
-    runner = coflow.start(main, initial_state={"released": False}, backend=backend)
+    runner = coflow.start(main, initial_state={"released": False}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"released": True}
     timeline.assert_matches(

@@ -8,21 +8,16 @@ when all cleanup is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import coflow
 from coflow import FlowGenerator, Ok, get_state, parallel, run, set_state, wait, wait_until
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.testing import After, Timeline
 
 
-def test_stop_while_waiting(backend: Any, after: After) -> None:
+def test_stop_while_waiting(coflow_backend: Any, after: After) -> None:
     """Caravela-missing case "stop while waiting"."""
     events: list[Any] = []
 
@@ -32,7 +27,10 @@ def test_stop_while_waiting(backend: Any, after: After) -> None:
         yield set_state(lambda s: {**s, "finished": True})
 
     runner = coflow.start(
-        main, initial_state={"started": False, "go": False}, notify=events.append, backend=backend
+        main,
+        initial_state={"started": False, "go": False},
+        notify=events.append,
+        backend=coflow_backend,
     )
 
     def stop() -> None:
@@ -52,7 +50,7 @@ def test_stop_while_waiting(backend: Any, after: After) -> None:
 
 
 def test_a_stopped_flow_sends_no_events_even_when_its_cleanup_changes_state(
-    backend: Any, after: After
+    coflow_backend: Any, after: After
 ) -> None:
     events: list[Any] = []
 
@@ -63,7 +61,7 @@ def test_a_stopped_flow_sends_no_events_even_when_its_cleanup_changes_state(
             yield set_state(lambda s: {**s, "released": True})
 
     runner = coflow.start(
-        main, initial_state={"released": False}, notify=events.append, backend=backend
+        main, initial_state={"released": False}, notify=events.append, backend=coflow_backend
     )
 
     def stop() -> None:
@@ -79,7 +77,7 @@ def test_a_stopped_flow_sends_no_events_even_when_its_cleanup_changes_state(
 
 
 def test_cancelled_is_a_base_exception_that_except_exception_does_not_catch(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     assert issubclass(coflow.Cancelled, BaseException)
     assert not issubclass(coflow.Cancelled, Exception)
@@ -94,7 +92,7 @@ def test_cancelled_is_a_base_exception_that_except_exception_does_not_catch(
             raise
         timeline.log("went on")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
     after(0.1, lambda: runner.stop())
 
     with pytest.raises(coflow.FlowStopped):
@@ -104,7 +102,7 @@ def test_cancelled_is_a_base_exception_that_except_exception_does_not_catch(
 
 
 def test_cleanup_steps_run_to_completion_and_are_not_cancelled_again(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def release(state: dict[str, Any]) -> Ok[dict[str, Any]]:
         timeline.log("release")
@@ -124,7 +122,7 @@ def test_cleanup_steps_run_to_completion_and_are_not_cancelled_again(
             yield wait(0.1)
             timeline.log("cleanup ends")
 
-    runner = coflow.start(main, initial_state={"released": False}, backend=backend)
+    runner = coflow.start(main, initial_state={"released": False}, backend=coflow_backend)
     after(0.1, lambda: runner.stop())
     # Stopping again while the cleanup runs must not interrupt it.
     after(0.15, lambda: runner.stop())
@@ -145,7 +143,7 @@ def test_cleanup_steps_run_to_completion_and_are_not_cancelled_again(
 
 
 def test_sub_flows_are_cancelled_before_the_flows_that_contain_them(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def nested(depth: int) -> FlowGenerator:
         try:
@@ -162,7 +160,7 @@ def test_sub_flows_are_cancelled_before_the_flows_that_contain_them(
         finally:
             timeline.log("main finally")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
     after(0.1, lambda: runner.stop())
 
     with pytest.raises(coflow.FlowStopped):
@@ -178,7 +176,7 @@ def test_sub_flows_are_cancelled_before_the_flows_that_contain_them(
 
 
 def test_parallel_branches_are_cancelled_last_started_first(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def worker(label: str) -> FlowGenerator:
         try:
@@ -192,7 +190,7 @@ def test_parallel_branches_are_cancelled_last_started_first(
         finally:
             timeline.log("main finally")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
     after(0.1, lambda: runner.stop())
 
     with pytest.raises(coflow.FlowStopped):
@@ -207,14 +205,14 @@ def test_parallel_branches_are_cancelled_last_started_first(
     )
 
 
-def test_stop_is_idempotent(backend: Any, timeline: Timeline, after: After) -> None:
+def test_stop_is_idempotent(coflow_backend: Any, timeline: Timeline, after: After) -> None:
     def main() -> FlowGenerator:
         try:
             yield wait(1.0)
         finally:
             timeline.log("cleanup")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     def stop_twice() -> None:
         runner.stop()
@@ -232,7 +230,7 @@ def test_stop_is_idempotent(backend: Any, timeline: Timeline, after: After) -> N
 
 
 def test_stop_reports_stopped_only_after_the_cleanup(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     status_right_after_stop: list[str] = []
 
@@ -244,7 +242,7 @@ def test_stop_reports_stopped_only_after_the_cleanup(
             yield wait(0.2)
             timeline.log("cleanup ends")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     def stop() -> None:
         runner.stop()
@@ -282,7 +280,7 @@ def _mentions(error: BaseException | None, wanted: type[BaseException], seen: se
 
 
 def test_an_error_in_cleanup_is_reported_but_never_replaces_the_original_error(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     events: list[Any] = []
 
@@ -300,7 +298,7 @@ def test_an_error_in_cleanup_is_reported_but_never_replaces_the_original_error(
     def main() -> FlowGenerator:
         yield parallel([sibling, failing])
 
-    runner = coflow.start(main, initial_state={}, notify=events.append, backend=backend)
+    runner = coflow.start(main, initial_state={}, notify=events.append, backend=coflow_backend)
 
     with caplog.at_level(logging.DEBUG), pytest.raises(coflow.FlowFailed) as failed:
         runner.result(timeout=5)
@@ -323,7 +321,7 @@ def test_an_error_in_cleanup_is_reported_but_never_replaces_the_original_error(
 
 
 def test_an_error_in_cleanup_after_a_stop_leaves_the_flow_stopped(
-    backend: Any, after: After, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, after: After, caplog: pytest.LogCaptureFixture
 ) -> None:
     def main() -> FlowGenerator:
         try:
@@ -332,7 +330,7 @@ def test_an_error_in_cleanup_after_a_stop_leaves_the_flow_stopped(
             yield get_state()
             raise KeyError("cleanup broke")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
     after(0.1, lambda: runner.stop())
 
     with caplog.at_level(logging.DEBUG), pytest.raises(coflow.FlowStopped):
@@ -345,7 +343,9 @@ def test_an_error_in_cleanup_after_a_stop_leaves_the_flow_stopped(
     ), caplog.records
 
 
-def test_stop_cancels_in_flight_run_work(backend: Any, timeline: Timeline, after: After) -> None:
+def test_stop_cancels_in_flight_run_work(
+    coflow_backend: Any, timeline: Timeline, after: After
+) -> None:
     def flaky(state: Any) -> None:
         timeline.log("attempt")
         raise ConnectionError("service down")
@@ -356,7 +356,7 @@ def test_stop_cancels_in_flight_run_work(backend: Any, timeline: Timeline, after
         finally:
             timeline.log("cleanup")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
     after(0.15, lambda: runner.stop())
     # Keep the clock going past the retries that would have come next (0.2, 0.3, 0.4).
     probe = after(0.45, lambda: timeline.log("probe"))

@@ -17,7 +17,7 @@ import dataclasses
 import math
 import queue
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from conftest import Gate
@@ -41,12 +41,7 @@ from coflow import (
     wait,
     wait_until,
 )
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
-
+from coflow.testing import After, Timeline
 
 # Module-level flows, so that their names (the child runners' names) are plain.
 
@@ -110,7 +105,7 @@ def _started(runner: coflow.Runner, holder: list[coflow.Runner]) -> coflow.Runne
 
 
 def test_call_gives_the_child_final_state_and_leaves_the_parent_state_alone(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def parent() -> FlowGenerator:
         declared = yield call(counter)
@@ -121,7 +116,7 @@ def test_call_gives_the_child_final_state_and_leaves_the_parent_state_alone(
         timeline.log(("plain", plain))
         return "ignored"
 
-    runner = coflow.start(parent, initial_state={"parent": True}, backend=backend)
+    runner = coflow.start(parent, initial_state={"parent": True}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"parent": True}, "a child never touches its parent's state"
     timeline.assert_matches(
@@ -140,7 +135,7 @@ def test_call_gives_the_child_final_state_and_leaves_the_parent_state_alone(
 
 
 def test_call_of_a_child_that_never_blocks_gives_its_result_at_once(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def parent() -> FlowGenerator:
         results = []
@@ -150,14 +145,16 @@ def test_call_of_a_child_that_never_blocks_gives_its_result_at_once(
         yield wait(0.05)
         timeline.log("parent goes on")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.0, ("results", [1, 2, 42])), (0.05, "parent goes on")])
     assert [child.status for child in runner.children()] == ["done"] * 3
 
 
-def test_the_child_notify_sees_its_events_and_the_parent_notify_does_not(backend: Any) -> None:
+def test_the_child_notify_sees_its_events_and_the_parent_notify_does_not(
+    coflow_backend: Any,
+) -> None:
     child_events: list[Any] = []
     queued: queue.Queue[Any] = queue.Queue()
     parent_events: list[Any] = []
@@ -169,7 +166,7 @@ def test_the_child_notify_sees_its_events_and_the_parent_notify_does_not(backend
         yield set_state(lambda s: "parent done")
 
     runner = coflow.start(
-        parent, initial_state="idle", notify=parent_events.append, backend=backend
+        parent, initial_state="idle", notify=parent_events.append, backend=coflow_backend
     )
 
     assert runner.result(timeout=5) == "parent done"
@@ -198,7 +195,7 @@ def test_the_child_notify_sees_its_events_and_the_parent_notify_does_not(backend
 
 @pytest.mark.parametrize("when", ["at once", "after a wait"])
 def test_a_failed_child_raises_child_failed_that_the_parent_can_catch(
-    backend: Any, timeline: Timeline, when: str
+    coflow_backend: Any, timeline: Timeline, when: str
 ) -> None:
     boom = ValueError("child broke")
 
@@ -221,7 +218,7 @@ def test_a_failed_child_raises_child_failed_that_the_parent_can_catch(
         else:
             timeline.log("no error")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     assert runner.result(timeout=5) == "recovered"
     timeline.assert_matches([(0.1 if when == "after a wait" else 0.0, "caught")])
@@ -234,7 +231,7 @@ def test_a_failed_child_raises_child_failed_that_the_parent_can_catch(
     assert child_result.value.__cause__ is boom
 
 
-def test_an_uncaught_child_failure_fails_the_parent(backend: Any) -> None:
+def test_an_uncaught_child_failure_fails_the_parent(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     def child() -> FlowGenerator:
@@ -245,7 +242,9 @@ def test_an_uncaught_child_failure_fails_the_parent(backend: Any) -> None:
         yield call(child)
         yield set_state(lambda s: "not reached")
 
-    runner = coflow.start(parent, initial_state="start", notify=events.append, backend=backend)
+    runner = coflow.start(
+        parent, initial_state="start", notify=events.append, backend=coflow_backend
+    )
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -260,7 +259,7 @@ def test_an_uncaught_child_failure_fails_the_parent(backend: Any) -> None:
 
 
 def test_a_child_stopped_from_outside_makes_call_raise_child_failed_with_flow_stopped(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     child = _child_with_cleanup(timeline)
 
@@ -272,7 +271,7 @@ def test_a_child_stopped_from_outside_makes_call_raise_child_failed_with_flow_st
             assert failed.child_name == "child"
         yield set_state(lambda s: "parent went on")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     after(0.1, lambda: runner.children()[0].stop())
 
     assert runner.result(timeout=5) == "parent went on"
@@ -294,7 +293,7 @@ def _slow_child(timeline: Timeline) -> Callable[[], FlowGenerator]:
 
 
 def test_call_timeout_with_a_timeout_value_stops_the_child_and_gives_the_value(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     slow = _slow_child(timeline)
     holder: list[coflow.Runner] = []
@@ -306,7 +305,7 @@ def test_call_timeout_with_a_timeout_value_stops_the_child_and_gives_the_value(
         fast = yield call(counter, timeout=0.5, timeout_value="unused")
         timeline.log(("in time", fast))
 
-    runner = _started(coflow.start(parent, initial_state=None, backend=backend), holder)
+    runner = _started(coflow.start(parent, initial_state=None, backend=coflow_backend), holder)
 
     runner.result(timeout=5)
     timeline.assert_matches(
@@ -321,20 +320,20 @@ def test_call_timeout_with_a_timeout_value_stops_the_child_and_gives_the_value(
 
 
 def test_call_timeout_with_a_none_timeout_value_gives_none(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def parent() -> FlowGenerator:
         value = yield call(blocked_forever, timeout=0.1, timeout_value=None)
         timeline.log(("value", value))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.1, ("value", None))])
 
 
 def test_call_timeout_without_a_timeout_value_raises_flow_timeout_at_the_call(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     slow = _slow_child(timeline)
 
@@ -346,7 +345,7 @@ def test_call_timeout_without_a_timeout_value_raises_flow_timeout_at_the_call(
             assert isinstance(timed_out, TimeoutError)
         yield set_state(lambda s: "handled")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     assert runner.result(timeout=5) == "handled"
     timeline.assert_matches(
@@ -359,11 +358,11 @@ def test_call_timeout_without_a_timeout_value_raises_flow_timeout_at_the_call(
     assert [child.status for child in runner.children()] == ["stopped"]
 
 
-def test_an_uncaught_call_timeout_fails_the_parent(backend: Any) -> None:
+def test_an_uncaught_call_timeout_fails_the_parent(coflow_backend: Any) -> None:
     def parent() -> FlowGenerator:
         yield call(blocked_forever, timeout=0.05)
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -375,7 +374,7 @@ def test_an_uncaught_call_timeout_fails_the_parent(backend: Any) -> None:
 
 
 def test_spawn_gives_a_running_runner_at_once_and_the_parent_goes_on(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def child() -> FlowGenerator:
         timeline.log("child starts")
@@ -394,7 +393,7 @@ def test_spawn_gives_a_running_runner_at_once_and_the_parent_goes_on(
         yield wait(0.1)
         timeline.log(("parent at 0.2", spawned.status))
 
-    runner = coflow.start(parent, initial_state="parent", backend=backend)
+    runner = coflow.start(parent, initial_state="parent", backend=coflow_backend)
 
     assert runner.result(timeout=5) == "parent"
     child_runner, called = runner.children()
@@ -413,7 +412,9 @@ def test_spawn_gives_a_running_runner_at_once_and_the_parent_goes_on(
     )
 
 
-def test_spawn_with_the_same_ref_twice_gives_the_same_runner(backend: Any, after: After) -> None:
+def test_spawn_with_the_same_ref_twice_gives_the_same_runner(
+    coflow_backend: Any, after: After
+) -> None:
     seen: dict[str, Any] = {}
 
     def parent() -> FlowGenerator:
@@ -432,7 +433,7 @@ def test_spawn_with_the_same_ref_twice_gives_the_same_runner(backend: Any, after
         )
         yield receive()
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     after(0.1, runner.stop)
 
     with pytest.raises(FlowStopped):
@@ -443,7 +444,7 @@ def test_spawn_with_the_same_ref_twice_gives_the_same_runner(backend: Any, after
     assert children[2].result(timeout=5) == "a"
 
 
-def test_spawn_without_a_ref_starts_a_new_child_each_time(backend: Any) -> None:
+def test_spawn_without_a_ref_starts_a_new_child_each_time(coflow_backend: Any) -> None:
     spawned: list[coflow.Runner] = []
 
     def parent() -> FlowGenerator:
@@ -452,7 +453,7 @@ def test_spawn_without_a_ref_starts_a_new_child_each_time(backend: Any) -> None:
         spawned.append((yield spawn(counter)))
         spawned.append((yield spawn(counter)))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     assert len({id(child) for child in spawned}) == 4
@@ -461,7 +462,7 @@ def test_spawn_without_a_ref_starts_a_new_child_each_time(backend: Any) -> None:
 
 
 def test_call_with_a_ref_of_a_done_child_gives_its_result_without_a_new_child(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     starts: list[str] = []
 
@@ -480,7 +481,7 @@ def test_call_with_a_ref_of_a_done_child_gives_its_result_without_a_new_child(
         unreffed = yield call(payment)
         timeline.log(("no ref", unreffed))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches(
@@ -496,7 +497,7 @@ def test_call_with_a_ref_of_a_done_child_gives_its_result_without_a_new_child(
 
 
 def test_call_with_a_ref_of_a_failed_child_raises_child_failed_at_once(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     starts: list[str] = []
 
@@ -512,7 +513,7 @@ def test_call_with_a_ref_of_a_failed_child_raises_child_failed_at_once(
             except ChildFailed as failed:
                 timeline.log((attempt, type(failed.__cause__).__name__))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches(
@@ -522,7 +523,7 @@ def test_call_with_a_ref_of_a_failed_child_raises_child_failed_at_once(
 
 
 def test_call_with_a_ref_of_a_running_child_waits_for_it(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def job() -> FlowGenerator:
         message = yield receive()
@@ -534,7 +535,7 @@ def test_call_with_a_ref_of_a_running_child_waits_for_it(
         final = yield call(job, ref="job")
         timeline.log(("call gave", final, spawned.status))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     after(0.1, lambda: runner.children()[0].send("go"))
 
     runner.result(timeout=5)
@@ -542,7 +543,9 @@ def test_call_with_a_ref_of_a_running_child_waits_for_it(
     assert len(runner.children()) == 1
 
 
-def test_a_ref_whose_child_was_stopped_starts_a_new_child(backend: Any, timeline: Timeline) -> None:
+def test_a_ref_whose_child_was_stopped_starts_a_new_child(
+    coflow_backend: Any, timeline: Timeline
+) -> None:
     def parent() -> FlowGenerator:
         first = yield spawn(blocked_forever, ref="k")
         first.stop()
@@ -557,7 +560,7 @@ def test_a_ref_whose_child_was_stopped_starts_a_new_child(backend: Any, timeline
         third = yield call(worker("w"), ref="k")
         timeline.log(("worker", third))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches(
@@ -572,7 +575,7 @@ def test_a_ref_whose_child_was_stopped_starts_a_new_child(backend: Any, timeline
 
 
 def test_a_call_with_a_ref_whose_child_is_stopped_while_waited_raises_then_restarts(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def parent() -> FlowGenerator:
         try:
@@ -582,7 +585,7 @@ def test_a_call_with_a_ref_whose_child_is_stopped_while_waited_raises_then_resta
         result = yield call(worker("second run"), ref="w")
         timeline.log(("second", result))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.02, "timed out"), (0.07, ("second", "second run"))])
@@ -593,14 +596,14 @@ def test_a_call_with_a_ref_whose_child_is_stopped_while_waited_raises_then_resta
 
 
 def test_children_keeps_the_latest_hundred_unreffed_finished_children_and_all_reffed(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     def parent() -> FlowGenerator:
         yield call(instant_child, ref="kept", initial_state=-1)
         for index in range(150):
             yield call(instant_child, initial_state=index)
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     children = runner.children()
@@ -609,11 +612,11 @@ def test_children_keeps_the_latest_hundred_unreffed_finished_children_and_all_re
     assert runner.children(status="done") == children
 
 
-def test_children_with_an_unknown_status_is_a_value_error(backend: Any) -> None:
+def test_children_with_an_unknown_status_is_a_value_error(coflow_backend: Any) -> None:
     def parent() -> FlowGenerator:
         yield call(instant_child)
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     runner.result(timeout=5)
 
     for bogus in ("bogus", "Running", "", "finished"):
@@ -623,8 +626,8 @@ def test_children_with_an_unknown_status_is_a_value_error(backend: Any) -> None:
     assert [runner.children(status=s) for s in ("running", "failed", "stopped")] == [[], [], []]
 
 
-def test_a_runner_without_children_lists_none(backend: Any) -> None:
-    runner = coflow.start(instant_child, initial_state=0, backend=backend)
+def test_a_runner_without_children_lists_none(coflow_backend: Any) -> None:
+    runner = coflow.start(instant_child, initial_state=0, backend=coflow_backend)
     assert runner.result(timeout=5) == 1
     assert runner.children() == []
     assert runner.children(status="done") == []
@@ -634,7 +637,7 @@ def test_a_runner_without_children_lists_none(backend: Any) -> None:
 
 
 def test_stopping_a_parent_stops_its_running_children_first_and_ends_after_all_cleanup(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def quick() -> FlowGenerator:
         yield wait(0.05)
@@ -659,7 +662,7 @@ def test_stopping_a_parent_stops_its_running_children_first_and_ends_after_all_c
             yield wait(0.1)
             timeline.log("parent cleanup ends")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     after(0.1, runner.stop)
     after(0.15, lambda: timeline.log(("parent during child cleanup", runner.status)))
     after(0.25, lambda: timeline.log(("parent during own cleanup", runner.status)))
@@ -695,7 +698,7 @@ def test_stopping_a_parent_stops_its_running_children_first_and_ends_after_all_c
 
 
 def test_stopping_a_parent_cascades_to_grandchildren_innermost_first(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def grandchild() -> FlowGenerator:
         try:
@@ -717,7 +720,7 @@ def test_stopping_a_parent_cascades_to_grandchildren_innermost_first(
         finally:
             timeline.log("parent cleanup")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     after(0.1, runner.stop)
 
     with pytest.raises(FlowStopped):
@@ -737,7 +740,7 @@ def test_stopping_a_parent_cascades_to_grandchildren_innermost_first(
 
 
 def test_a_failing_parent_stops_its_running_children_before_it_reports_failed(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     boom = RuntimeError("parent broke")
 
@@ -749,7 +752,7 @@ def test_a_failing_parent_stops_its_running_children_before_it_reports_failed(
         yield wait(0.1)
         raise boom
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     after(0.15, lambda: timeline.log(("parent during child cleanup", runner.status)))
 
     with pytest.raises(FlowFailed) as failed:
@@ -771,7 +774,7 @@ def test_a_failing_parent_stops_its_running_children_before_it_reports_failed(
 
 
 def test_a_parent_that_completes_leaves_its_spawned_child_running(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def child() -> FlowGenerator:
         timeline.log("child starts")
@@ -783,7 +786,7 @@ def test_a_parent_that_completes_leaves_its_spawned_child_running(
         yield spawn(child)
         timeline.log("parent ends")
 
-    runner = coflow.start(parent, initial_state="parent state", backend=backend)
+    runner = coflow.start(parent, initial_state="parent state", backend=coflow_backend)
 
     assert runner.result(timeout=5) == "parent state"
     (child_runner,) = runner.children()
@@ -795,12 +798,12 @@ def test_a_parent_that_completes_leaves_its_spawned_child_running(
 
 
 def test_stopping_a_finished_parent_leaves_its_still_running_spawned_child_alone(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     def parent() -> FlowGenerator:
         yield spawn(worker("still finishes"))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     runner.result(timeout=5)
     runner.stop()
 
@@ -810,7 +813,7 @@ def test_stopping_a_finished_parent_leaves_its_still_running_spawned_child_alone
 
 
 def test_a_child_stopped_on_its_own_does_not_stop_the_parent(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def parent() -> FlowGenerator:
         spawned = yield spawn(blocked_forever)
@@ -819,7 +822,7 @@ def test_a_child_stopped_on_its_own_does_not_stop_the_parent(
         timeline.log(("child", spawned.status))
         yield set_state(lambda s: "parent fine")
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     assert runner.result(timeout=5) == "parent fine"
     timeline.assert_matches([(0.05, ("child", "stopped"))])
@@ -828,7 +831,9 @@ def test_a_child_stopped_on_its_own_does_not_stop_the_parent(
 # Steps are values; bad input
 
 
-def test_call_and_spawn_steps_are_comparable_values_with_a_readable_repr(backend: Any) -> None:
+def test_call_and_spawn_steps_are_comparable_values_with_a_readable_repr(
+    coflow_backend: Any,
+) -> None:
     notify = print
     assert call(counter) == call(counter)
     assert call(counter, ref="a", timeout=1.5, timeout_value=0) == call(
@@ -865,7 +870,7 @@ def test_call_and_spawn_steps_are_comparable_values_with_a_readable_repr(backend
     assert next(by_hand) == call(counter, ref="a")
     assert by_hand.send({"count": 2}) == spawn(plain_child)
     # ... and the same flow runs on the backend.
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     runner.result(timeout=5)
     assert [child.name for child in runner.children()] == ["counter", "plain_child"]
 
@@ -893,7 +898,7 @@ def _bad_child_steps() -> list[Any]:
 
 @pytest.mark.parametrize(("build", "error"), _bad_child_steps())
 def test_bad_call_and_spawn_arguments_are_rejected_when_the_step_is_built(
-    backend: Any, build: Callable[[], Any], error: type[Exception]
+    coflow_backend: Any, build: Callable[[], Any], error: type[Exception]
 ) -> None:
     with pytest.raises(error):
         build()
@@ -903,14 +908,14 @@ def test_bad_call_and_spawn_arguments_are_rejected_when_the_step_is_built(
         yield wait(0.01)
         yield build()
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
     assert isinstance(failed.value.__cause__, error)
     assert runner.children() == []
 
 
-def test_good_call_and_spawn_arguments_are_accepted(backend: Any) -> None:
+def test_good_call_and_spawn_arguments_are_accepted(coflow_backend: Any) -> None:
     q: queue.Queue[Any] = queue.Queue()
     for step in (
         call(counter, ref=("tuple", 1), timeout=0, notify=q),
@@ -927,7 +932,7 @@ def test_good_call_and_spawn_arguments_are_accepted(backend: Any) -> None:
         from_object = yield call(worker("generator object"))
         return stepped, from_object
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
     runner.result(timeout=5)
     assert [child.get_state() for child in runner.children()] == [
         "a step as a flow",
@@ -939,7 +944,7 @@ def test_good_call_and_spawn_arguments_are_accepted(backend: Any) -> None:
 
 
 def test_call_inside_parallel_runs_the_children_concurrently(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def parent() -> FlowGenerator:
         results = yield parallel(
@@ -947,7 +952,7 @@ def test_call_inside_parallel_runs_the_children_concurrently(
         )
         timeline.log(("parallel", results))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.05, ("parallel", ["slow", {"count": 2}, 10]))])
@@ -955,7 +960,7 @@ def test_call_inside_parallel_runs_the_children_concurrently(
 
 
 def test_a_failing_call_inside_parallel_stops_the_sibling_children(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def failing() -> FlowGenerator:
         yield wait(0.05)
@@ -974,7 +979,7 @@ def test_a_failing_call_inside_parallel_stops_the_sibling_children(
         except ChildFailed as failed:
             timeline.log(("caught", type(failed.__cause__).__name__))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.05, "slow child cleanup"), (0.1, ("caught", "ValueError"))])
@@ -982,7 +987,7 @@ def test_a_failing_call_inside_parallel_stops_the_sibling_children(
 
 
 def test_call_inside_race_stops_the_loser_child_before_the_race_returns(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def slow() -> FlowGenerator:
         try:
@@ -1001,7 +1006,7 @@ def test_call_inside_race_stops_the_loser_child_before_the_race_returns(
         winner = yield race([call(slow), call(fast)])
         timeline.log(("race returned", winner))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches(
@@ -1017,13 +1022,13 @@ def test_call_inside_race_stops_the_loser_child_before_the_race_returns(
 
 
 def test_a_call_raced_against_a_timer_is_stopped_when_the_timer_wins(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def parent() -> FlowGenerator:
         winner = yield race([call(blocked_forever), wait(0.1)])
         timeline.log(("race returned", winner))
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.1, ("race returned", None))])
@@ -1033,7 +1038,7 @@ def test_a_call_raced_against_a_timer_is_stopped_when_the_timer_wins(
 # Where errors happened
 
 
-def test_an_error_in_a_child_notes_the_path_parent_then_child(backend: Any) -> None:
+def test_an_error_in_a_child_notes_the_path_parent_then_child(coflow_backend: Any) -> None:
     def child() -> FlowGenerator:
         yield wait(0.01)
         raise ValueError("deep down")
@@ -1041,7 +1046,7 @@ def test_an_error_in_a_child_notes_the_path_parent_then_child(backend: Any) -> N
     def parent() -> FlowGenerator:
         yield call(child)
 
-    runner = coflow.start(parent, initial_state=None, backend=backend)
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend)
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -1058,7 +1063,7 @@ def test_an_error_in_a_child_notes_the_path_parent_then_child(backend: Any) -> N
     assert "parent > child" in str(child_result.value)
 
 
-def test_an_error_in_a_grandchild_notes_the_whole_path(backend: Any) -> None:
+def test_an_error_in_a_grandchild_notes_the_whole_path(coflow_backend: Any) -> None:
     def grandchild() -> FlowGenerator:
         yield wait(0.01)
         raise KeyError("deepest")
@@ -1070,7 +1075,7 @@ def test_an_error_in_a_grandchild_notes_the_whole_path(backend: Any) -> None:
     def parent() -> FlowGenerator:
         yield call(child)
 
-    runner = coflow.start(parent, initial_state=None, backend=backend, name="root")
+    runner = coflow.start(parent, initial_state=None, backend=coflow_backend, name="root")
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -1103,10 +1108,10 @@ DEEPER_THAN_THE_RECURSION_LIMIT = 1200
 
 
 def test_a_chain_of_children_deeper_than_the_recursion_limit_stops_innermost_first(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     cleaned_up: list[str] = []
-    reached = Gate(backend)
+    reached = Gate(coflow_backend)
 
     def leaf() -> FlowGenerator:
         try:
@@ -1115,7 +1120,9 @@ def test_a_chain_of_children_deeper_than_the_recursion_limit_stops_innermost_fir
         finally:
             cleaned_up.append("leaf")
 
-    runner = coflow.start(_nested_calls(DEEPER_THAN_THE_RECURSION_LIMIT, leaf), backend=backend)
+    runner = coflow.start(
+        _nested_calls(DEEPER_THAN_THE_RECURSION_LIMIT, leaf), backend=coflow_backend
+    )
     reached.wait()
     runner.stop()
 
@@ -1129,13 +1136,15 @@ def test_a_chain_of_children_deeper_than_the_recursion_limit_stops_innermost_fir
 
 
 def test_a_failure_at_the_bottom_of_a_deep_chain_reaches_the_top_as_child_failed(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     def leaf() -> FlowGenerator:
         yield wait(0.01)
         raise KeyError("deep")
 
-    runner = coflow.start(_nested_calls(DEEPER_THAN_THE_RECURSION_LIMIT, leaf), backend=backend)
+    runner = coflow.start(
+        _nested_calls(DEEPER_THAN_THE_RECURSION_LIMIT, leaf), backend=coflow_backend
+    )
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=10)

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import coflow
 from coflow import Error, FlowGenerator, Ok, Skip, each, get_state, set_state, wait
-
-if TYPE_CHECKING:
-    from conftest import Timeline
+from coflow.testing import Timeline
 
 
 def add_to_total(item: int, state: dict[str, Any]) -> Ok[dict[str, Any]]:
     return Ok({**state, "total": state["total"] + item})
 
 
-def test_each_sums(backend: Any, timeline: Timeline) -> None:
+def test_each_sums(coflow_backend: Any, timeline: Timeline) -> None:
     """Caravela case "each sums"."""
 
     def main() -> FlowGenerator:
@@ -25,14 +23,14 @@ def test_each_sums(backend: Any, timeline: Timeline) -> None:
         timeline.log(("each gave", after_loop["total"]))
 
     runner = coflow.start(
-        main, initial_state={"numbers": [1, 2, 3, 4], "total": 0}, backend=backend
+        main, initial_state={"numbers": [1, 2, 3, 4], "total": 0}, backend=coflow_backend
     )
 
     assert runner.result(timeout=5) == {"numbers": [1, 2, 3, 4], "total": 10}
     timeline.assert_matches([(0.0, ("each gave", 10))])
 
 
-def test_each_with_skip(backend: Any) -> None:
+def test_each_with_skip(coflow_backend: Any) -> None:
     """Caravela case "each with Skip": a skipped item leaves the state as it was."""
     seen: list[Any] = []
 
@@ -50,23 +48,23 @@ def test_each_with_skip(backend: Any) -> None:
     flow = coflow.flow(
         each("fetched", keep_valid), initial_state={"fetched": fetched, "results": []}
     )
-    runner = coflow.start(flow, backend=backend)
+    runner = coflow.start(flow, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"fetched": fetched, "results": ["dune", "emma"]}
     assert seen == ["dune", "torn", "emma"]
 
 
-def test_each_over_a_function_of_the_state(backend: Any) -> None:
+def test_each_over_a_function_of_the_state(coflow_backend: Any) -> None:
     def main() -> FlowGenerator:
         yield each(lambda s: range(1, s["n"] + 1), add_to_total)
 
-    runner = coflow.start(main, initial_state={"n": 4, "total": 100}, backend=backend)
+    runner = coflow.start(main, initial_state={"n": 4, "total": 100}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"n": 4, "total": 110}
 
 
 def test_progress_made_before_an_error_is_kept_and_observed(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     events: list[Any] = []
 
@@ -83,7 +81,7 @@ def test_progress_made_before_an_error_is_kept_and_observed(
             timeline.log(("caught", str(error), state["done"]))
 
     initial = {"items": [1, 2, 3, 4], "done": []}
-    runner = coflow.start(main, initial_state=initial, notify=events.append, backend=backend)
+    runner = coflow.start(main, initial_state=initial, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"items": [1, 2, 3, 4], "done": [1, 2]}
     timeline.assert_matches([(0.0, ("caught", "cannot import 3", [1, 2]))])
@@ -95,7 +93,7 @@ def test_progress_made_before_an_error_is_kept_and_observed(
     assert isinstance(events[-1], coflow.FlowDone)
 
 
-def test_an_uncaught_error_fails_the_flow_with_the_progress_kept(backend: Any) -> None:
+def test_an_uncaught_error_fails_the_flow_with_the_progress_kept(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     def import_item(item: int, state: dict[str, Any]) -> Any:
@@ -107,7 +105,10 @@ def test_an_uncaught_error_fails_the_flow_with_the_progress_kept(backend: Any) -
         yield each("items", import_item)
 
     runner = coflow.start(
-        main, initial_state={"items": [1, 2, 3], "done": []}, notify=events.append, backend=backend
+        main,
+        initial_state={"items": [1, 2, 3], "done": []},
+        notify=events.append,
+        backend=coflow_backend,
     )
 
     with pytest.raises(coflow.FlowFailed) as failed:
@@ -121,7 +122,7 @@ def test_an_uncaught_error_fails_the_flow_with_the_progress_kept(backend: Any) -
     ]
 
 
-def test_error_results_are_raised_at_the_yield(backend: Any) -> None:
+def test_error_results_are_raised_at_the_yield(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
     reason = KeyError("the reason itself")
 
@@ -135,7 +136,7 @@ def test_error_results_are_raised_at_the_yield(backend: Any) -> None:
         except coflow.StepFailed as error:
             caught.append(error)
 
-    runner = coflow.start(main, initial_state={"items": ["x"]}, backend=backend)
+    runner = coflow.start(main, initial_state={"items": ["x"]}, backend=coflow_backend)
 
     runner.result(timeout=5)
     assert len(caught) == 2
@@ -144,7 +145,7 @@ def test_error_results_are_raised_at_the_yield(backend: Any) -> None:
     assert caught[1].reason == "not an exception"
 
 
-def test_a_missing_key_or_a_non_iterable_is_raised_at_the_yield(backend: Any) -> None:
+def test_a_missing_key_or_a_non_iterable_is_raised_at_the_yield(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"count": 5}, name="walk_items")
@@ -162,7 +163,7 @@ def test_a_missing_key_or_a_non_iterable_is_raised_at_the_yield(backend: Any) ->
         except Exception as error:
             caught.append(error)
 
-    runner = coflow.start(walk_items, backend=backend)
+    runner = coflow.start(walk_items, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"count": 5}
     assert len(caught) == 3, caught
@@ -173,7 +174,7 @@ def test_a_missing_key_or_a_non_iterable_is_raised_at_the_yield(backend: Any) ->
 
 
 def test_a_generator_function_callback_runs_as_a_sub_flow_per_item(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def import_one(item: str) -> FlowGenerator:
         before = yield get_state()
@@ -186,7 +187,7 @@ def test_a_generator_function_callback_runs_as_a_sub_flow_per_item(
         timeline.log(("each gave", after_loop["done"]))
 
     runner = coflow.start(
-        main, initial_state={"items": ["a", "b", "c"], "done": []}, backend=backend
+        main, initial_state={"items": ["a", "b", "c"], "done": []}, backend=coflow_backend
     )
 
     assert runner.result(timeout=5) == {"items": ["a", "b", "c"], "done": ["a", "b", "c"]}

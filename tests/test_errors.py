@@ -48,7 +48,9 @@ from coflow.backends.virtual import VirtualBackend
 
 
 @pytest.mark.parametrize("value", [42, "wait(1)", 2.5, None], ids=["int", "str", "float", "None"])
-def test_yielding_a_non_step_raises_invalid_step_at_that_yield(backend: Any, value: Any) -> None:
+def test_yielding_a_non_step_raises_invalid_step_at_that_yield(
+    coflow_backend: Any, value: Any
+) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state="start", name="bad_yielder")
@@ -59,7 +61,7 @@ def test_yielding_a_non_step_raises_invalid_step_at_that_yield(backend: Any, val
             caught.append(err)
         yield set_state(lambda s: "recovered")
 
-    runner = coflow.start(bad_yielder, backend=backend)
+    runner = coflow.start(bad_yielder, backend=coflow_backend)
     assert runner.result(timeout=5) == "recovered"
     assert len(caught) == 1
     assert isinstance(caught[0], TypeError)
@@ -68,13 +70,13 @@ def test_yielding_a_non_step_raises_invalid_step_at_that_yield(backend: Any, val
     assert repr(value) in message
 
 
-def test_uncaught_invalid_step_fails_the_flow(backend: Any) -> None:
+def test_uncaught_invalid_step_fails_the_flow(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=0, name="careless")
     def careless() -> FlowGenerator:
         yield wait(0.01)
         yield 42
 
-    runner = coflow.start(careless, backend=backend)
+    runner = coflow.start(careless, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     assert isinstance(excinfo.value.__cause__, InvalidStep)
@@ -87,7 +89,7 @@ def test_uncaught_invalid_step_fails_the_flow(backend: Any) -> None:
     ids=lambda c: c.__name__,
 )
 def test_yielding_an_uncalled_step_constructor_hints_at_calling_it(
-    backend: Any, constructor: Any
+    coflow_backend: Any, constructor: Any
 ) -> None:
     caught: list[BaseException] = []
 
@@ -98,7 +100,7 @@ def test_yielding_an_uncalled_step_constructor_hints_at_calling_it(
         except InvalidStep as err:
             caught.append(err)
 
-    runner = coflow.start(forgetful, backend=backend)
+    runner = coflow.start(forgetful, backend=coflow_backend)
     runner.result(timeout=5)
     assert len(caught) == 1
     message = str(caught[0])
@@ -162,7 +164,7 @@ def test_bad_values_are_value_errors_when_the_step_is_built(
 
 @pytest.mark.parametrize("combinator", [parallel, race], ids=["parallel", "race"])
 def test_collect_as_on_a_plain_state_is_a_type_error_at_the_yield(
-    backend: Any, combinator: Any
+    coflow_backend: Any, combinator: Any
 ) -> None:
     caught: list[BaseException] = []
 
@@ -174,7 +176,7 @@ def test_collect_as_on_a_plain_state_is_a_type_error_at_the_yield(
             caught.append(err)
         yield set_state(lambda s: s + 1)
 
-    runner = coflow.start(counter_flow, backend=backend)
+    runner = coflow.start(counter_flow, backend=coflow_backend)
     assert runner.result(timeout=5) == 6  # state untouched by the failed collect
     assert len(caught) == 1
     message = str(caught[0])
@@ -185,7 +187,7 @@ def test_collect_as_on_a_plain_state_is_a_type_error_at_the_yield(
 # each on a missing key or a non-iterable
 
 
-def test_each_on_a_missing_key_raises_at_the_yield(backend: Any) -> None:
+def test_each_on_a_missing_key_raises_at_the_yield(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"books": []}, name="importer")
@@ -196,7 +198,7 @@ def test_each_on_a_missing_key_raises_at_the_yield(backend: Any) -> None:
             caught.append(err)
         yield set_state(lambda s: {**s, "after": True})
 
-    runner = coflow.start(importer, backend=backend)
+    runner = coflow.start(importer, backend=coflow_backend)
     assert runner.result(timeout=5) == {"books": [], "after": True}
     assert len(caught) == 1
     message = str(caught[0])
@@ -204,7 +206,7 @@ def test_each_on_a_missing_key_raises_at_the_yield(backend: Any) -> None:
     assert "urls" in message
 
 
-def test_each_on_a_non_iterable_raises_at_the_yield(backend: Any) -> None:
+def test_each_on_a_non_iterable_raises_at_the_yield(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"urls": 5}, name="importer")
@@ -215,7 +217,7 @@ def test_each_on_a_non_iterable_raises_at_the_yield(backend: Any) -> None:
             caught.append(err)
         yield set_state(lambda s: {**s, "after": True})
 
-    runner = coflow.start(importer, backend=backend)
+    runner = coflow.start(importer, backend=coflow_backend)
     assert runner.result(timeout=5) == {"urls": 5, "after": True}
     assert len(caught) == 1
     message = str(caught[0])
@@ -227,7 +229,9 @@ def _count_of(state: dict[str, Any]) -> int:
     return int(state["count"])
 
 
-def test_each_on_a_function_returning_a_non_iterable_raises_at_the_yield(backend: Any) -> None:
+def test_each_on_a_function_returning_a_non_iterable_raises_at_the_yield(
+    coflow_backend: Any,
+) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={"count": 3}, name="tally")
@@ -237,7 +241,7 @@ def test_each_on_a_function_returning_a_non_iterable_raises_at_the_yield(backend
         except Exception as err:
             caught.append(err)
 
-    runner = coflow.start(counter, backend=backend)
+    runner = coflow.start(counter, backend=coflow_backend)
     runner.result(timeout=5)
     assert len(caught) == 1
     assert "tally" in str(caught[0])
@@ -246,7 +250,7 @@ def test_each_on_a_function_returning_a_non_iterable_raises_at_the_yield(backend
 # User functions that raise
 
 
-def test_raising_predicate_raises_at_the_wait_until(backend: Any) -> None:
+def test_raising_predicate_raises_at_the_wait_until(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state={}, name="watcher")
@@ -257,12 +261,14 @@ def test_raising_predicate_raises_at_the_wait_until(backend: Any) -> None:
             caught.append(err)
         yield set_state(lambda s: "handled")
 
-    runner = coflow.start(watcher, backend=backend)
+    runner = coflow.start(watcher, backend=coflow_backend)
     assert runner.result(timeout=5) == "handled"
     assert len(caught) == 1
 
 
-def test_predicate_raising_on_a_recheck_raises_at_the_wait_until(backend: Any, after: Any) -> None:
+def test_predicate_raising_on_a_recheck_raises_at_the_wait_until(
+    coflow_backend: Any, after: Any
+) -> None:
     caught: list[BaseException] = []
 
     def ready(state: dict[str, Any]) -> bool:
@@ -275,13 +281,13 @@ def test_predicate_raising_on_a_recheck_raises_at_the_wait_until(backend: Any, a
         except ZeroDivisionError as err:
             caught.append(err)
 
-    runner = coflow.start(watcher, backend=backend)
+    runner = coflow.start(watcher, backend=coflow_backend)
     after(0.02, lambda: runner.signal(lambda s: {"divisor": 0}))
     assert runner.result(timeout=5) == {"divisor": 0}
     assert len(caught) == 1
 
 
-def test_raising_set_state_function_raises_at_the_yield(backend: Any) -> None:
+def test_raising_set_state_function_raises_at_the_yield(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
     error = ValueError("bad update")
 
@@ -297,12 +303,12 @@ def test_raising_set_state_function_raises_at_the_yield(backend: Any) -> None:
         state = yield get_state()
         yield set_state(lambda s: ("unchanged", state))
 
-    runner = coflow.start(updater, backend=backend)
+    runner = coflow.start(updater, backend=coflow_backend)
     assert runner.result(timeout=5) == ("unchanged", 1)
     assert caught == [error]
 
 
-def test_raising_each_callback_raises_at_the_yield_and_keeps_progress(backend: Any) -> None:
+def test_raising_each_callback_raises_at_the_yield_and_keeps_progress(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
     error = RuntimeError("item 3 is broken")
 
@@ -318,17 +324,17 @@ def test_raising_each_callback_raises_at_the_yield_and_keeps_progress(backend: A
         except RuntimeError as err:
             caught.append(err)
 
-    runner = coflow.start(worker, backend=backend)
+    runner = coflow.start(worker, backend=coflow_backend)
     assert runner.result(timeout=5) == {"items": [1, 2, 3, 4], "done": [1, 2]}
     assert caught == [error]
 
 
-def test_uncaught_raising_predicate_fails_the_flow_with_it_as_cause(backend: Any) -> None:
+def test_uncaught_raising_predicate_fails_the_flow_with_it_as_cause(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={}, name="watcher")
     def watcher() -> FlowGenerator:
         yield wait_until(lambda s: s["ready"])
 
-    runner = coflow.start(watcher, backend=backend)
+    runner = coflow.start(watcher, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     assert isinstance(excinfo.value.__cause__, KeyError)
@@ -384,8 +390,8 @@ def _ended_runner(backend: Any, how: str) -> coflow.Runner:
 
 
 @pytest.mark.parametrize("how", ["done", "failed", "stopped"])
-def test_signal_on_an_ended_runner_raises_flow_not_running(backend: Any, how: str) -> None:
-    runner = _ended_runner(backend, how)
+def test_signal_on_an_ended_runner_raises_flow_not_running(coflow_backend: Any, how: str) -> None:
+    runner = _ended_runner(coflow_backend, how)
     with pytest.raises(FlowNotRunning) as excinfo:
         runner.signal(lambda s: s + 1)
     assert "finished_flow" in str(excinfo.value)
@@ -393,8 +399,8 @@ def test_signal_on_an_ended_runner_raises_flow_not_running(backend: Any, how: st
 
 
 @pytest.mark.parametrize("how", ["done", "failed", "stopped"])
-def test_send_on_an_ended_runner_raises_flow_not_running(backend: Any, how: str) -> None:
-    runner = _ended_runner(backend, how)
+def test_send_on_an_ended_runner_raises_flow_not_running(coflow_backend: Any, how: str) -> None:
+    runner = _ended_runner(coflow_backend, how)
     with pytest.raises(FlowNotRunning) as excinfo:
         runner.send("hello")
     assert "finished_flow" in str(excinfo.value)
@@ -432,7 +438,9 @@ def test_cancelled_is_a_base_exception_not_an_exception() -> None:
     assert not issubclass(Cancelled, FlowException)
 
 
-def test_except_exception_in_a_flow_does_not_swallow_a_stop(backend: Any, after: Any) -> None:
+def test_except_exception_in_a_flow_does_not_swallow_a_stop(
+    coflow_backend: Any, after: Any
+) -> None:
     swallowed: list[BaseException] = []
 
     @coflow.flow(initial_state=0, name="greedy")
@@ -443,7 +451,7 @@ def test_except_exception_in_a_flow_does_not_swallow_a_stop(backend: Any, after:
             swallowed.append(err)
         yield set_state(lambda s: "escaped")
 
-    runner = coflow.start(greedy, backend=backend)
+    runner = coflow.start(greedy, backend=coflow_backend)
     after(0.02, runner.stop)
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
@@ -486,9 +494,9 @@ def _location_pattern(line: int) -> str:
     return rf"{re.escape(os.path.basename(__file__))}\D{{0,12}}\b{line}\b"
 
 
-def test_flow_failed_names_the_flow_path_and_the_failing_yield(backend: Any) -> None:
+def test_flow_failed_names_the_flow_path_and_the_failing_yield(coflow_backend: Any) -> None:
     line = _line_of(fetch_part, "yield run(_explode)")
-    runner = coflow.start(outer_flow, backend=backend)
+    runner = coflow.start(outer_flow, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     message = str(excinfo.value)
@@ -499,9 +507,9 @@ def test_flow_failed_names_the_flow_path_and_the_failing_yield(backend: Any) -> 
     assert isinstance(excinfo.value.__cause__, ConnectionError)
 
 
-def test_flow_failed_names_the_root_flow_and_its_failing_yield(backend: Any) -> None:
+def test_flow_failed_names_the_root_flow_and_its_failing_yield(coflow_backend: Any) -> None:
     line = _line_of(lonely_flow, "yield run(_explode)")
-    runner = coflow.start(lonely_flow, backend=backend)
+    runner = coflow.start(lonely_flow, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     message = str(excinfo.value)
@@ -510,9 +518,9 @@ def test_flow_failed_names_the_root_flow_and_its_failing_yield(backend: Any) -> 
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes exist from Python 3.11")
-def test_reason_carries_a_note_with_the_location(backend: Any) -> None:
+def test_reason_carries_a_note_with_the_location(coflow_backend: Any) -> None:
     line = _line_of(fetch_part, "yield run(_explode)")
-    runner = coflow.start(outer_flow, backend=backend)
+    runner = coflow.start(outer_flow, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     reason = excinfo.value.__cause__
@@ -523,8 +531,8 @@ def test_reason_carries_a_note_with_the_location(backend: Any) -> None:
     assert re.search(_location_pattern(line), notes), notes
 
 
-def test_the_traceback_reads_like_nested_calls_through_each_yield(backend: Any) -> None:
-    runner = coflow.start(outer_flow, backend=backend)
+def test_the_traceback_reads_like_nested_calls_through_each_yield(coflow_backend: Any) -> None:
+    runner = coflow.start(outer_flow, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     reason = excinfo.value.__cause__
@@ -534,7 +542,7 @@ def test_the_traceback_reads_like_nested_calls_through_each_yield(backend: Any) 
     assert frames.index("outer_flow") < frames.index("fetch_part") < frames.index("_explode")
 
 
-def test_an_error_raised_as_a_wait_ends_reads_like_nested_calls_too(backend: Any) -> None:
+def test_an_error_raised_as_a_wait_ends_reads_like_nested_calls_too(coflow_backend: Any) -> None:
     """A flow resumed by its timer (on the virtual clock, outside the step loop) included."""
 
     def late_failure() -> FlowGenerator:
@@ -544,7 +552,7 @@ def test_an_error_raised_as_a_wait_ends_reads_like_nested_calls_too(backend: Any
     def waiting_parent() -> FlowGenerator:
         yield late_failure
 
-    runner = coflow.start(waiting_parent, backend=backend)
+    runner = coflow.start(waiting_parent, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     reason = excinfo.value.__cause__
@@ -553,7 +561,9 @@ def test_an_error_raised_as_a_wait_ends_reads_like_nested_calls_too(backend: Any
     assert frames == ["waiting_parent", "late_failure"]
 
 
-def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(backend: Any) -> None:
+def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(
+    coflow_backend: Any,
+) -> None:
     """A caller resumed as its child ends runs outside the step loop's exception handlers."""
 
     def quick_child() -> FlowGenerator:
@@ -564,7 +574,7 @@ def test_an_error_after_a_child_ended_chains_to_nothing_of_the_scheduler(backend
         yield coflow.call(quick_child)
         raise LookupError("after the child")
 
-    runner = coflow.start(parent_after_child, backend=backend)
+    runner = coflow.start(parent_after_child, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     reason = excinfo.value.__cause__

@@ -65,26 +65,26 @@ def states(events: list[Any]) -> list[tuple[str, Any]]:
 # Ending
 
 
-def test_a_stream_ends_after_the_final_event(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_a_stream_ends_after_the_final_event(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
-    applied(backend, runner.signal(add(1)))
-    applied(backend, runner.signal(add(99)))
+    applied(coflow_backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(99)))
     assert runner.result(timeout=5) == 100
     assert states(list(stream)) == [("state", 1), ("state", 100), ("done", 100)]
     assert list(stream) == []  # and stays ended
 
 
-def test_a_stopped_runners_stream_ends_with_no_event_after_the_stop(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_a_stopped_runners_stream_ends_with_no_event_after_the_stop(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     stop(runner)
     assert states(list(stream)) == [("state", 1)]
 
 
-def test_a_stream_of_a_finished_runner_is_empty(backend: Any) -> None:
-    runner = start_waiting(backend, initial_state=100)
+def test_a_stream_of_a_finished_runner_is_empty(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend, initial_state=100)
     assert runner.result(timeout=5) == 100
     stream = runner.events()
     assert list(stream) == []
@@ -94,21 +94,21 @@ def test_a_stream_of_a_finished_runner_is_empty(backend: Any) -> None:
 # Closing
 
 
-def test_close_drops_what_is_buffered_and_receives_nothing_more(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_close_drops_what_is_buffered_and_receives_nothing_more(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     stream.close()
     assert stream.closed
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     assert list(stream) == []
     stream.close()  # idempotent
     stop(runner)
     assert list(stream) == []
 
 
-def test_a_closed_or_dropped_stream_leaves_nothing_on_its_runner(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_a_closed_or_dropped_stream_leaves_nothing_on_its_runner(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     closed = runner.events()
     closed.close()
     with runner.events():
@@ -124,32 +124,34 @@ def test_a_closed_or_dropped_stream_leaves_nothing_on_its_runner(backend: Any) -
     stop(runner)
 
 
-def test_closing_one_stream_leaves_the_others_and_notify(backend: Any) -> None:
+def test_closing_one_stream_leaves_the_others_and_notify(coflow_backend: Any) -> None:
     notified: list[Any] = []
-    runner = coflow.start(waits_for_100, initial_state=0, backend=backend, notify=notified.append)
+    runner = coflow.start(
+        waits_for_100, initial_state=0, backend=coflow_backend, notify=notified.append
+    )
     closed, kept = runner.events(), runner.events()
     closed.close()
-    applied(backend, runner.signal(add(100)))
+    applied(coflow_backend, runner.signal(add(100)))
     assert runner.result(timeout=5) == 100
     assert states(list(kept)) == [("state", 100), ("done", 100)]
     assert states(notified) == [("state", 100), ("done", 100)]
     assert list(closed) == []
 
 
-def test_with_closes_the_stream_on_leaving(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_with_closes_the_stream_on_leaving(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     with runner.events() as stream:
         runner.signal(add(1))
         assert states([next(stream)]) == [("state", 1)]
-        applied(backend, runner.signal(add(1)))  # buffered, then dropped on leaving
+        applied(coflow_backend, runner.signal(add(1)))  # buffered, then dropped on leaving
     assert stream.closed
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     assert list(stream) == []
     stop(runner)
 
 
-def test_async_with_closes_the_stream_on_leaving(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_async_with_closes_the_stream_on_leaving(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
 
     async def main() -> tuple[coflow.EventStream, list[Any]]:
         async with runner.events() as stream:
@@ -157,26 +159,26 @@ def test_async_with_closes_the_stream_on_leaving(backend: Any) -> None:
             first = await anext(stream)
         return stream, [first]
 
-    stream, received = run_async(backend, main)
+    stream, received = run_async(coflow_backend, main)
     assert states(received) == [("state", 1)]
     assert stream.closed
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     assert list(stream) == []
     stop(runner)
 
 
-def test_aclose_closes_the_stream(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_aclose_closes_the_stream(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
-    run_async(backend, stream.aclose)
+    run_async(coflow_backend, stream.aclose)
     assert stream.closed
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     assert list(stream) == []
     stop(runner)
 
 
-def test_breaking_out_of_for_then_closing(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_breaking_out_of_for_then_closing(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
     for _ in range(3):
         runner.signal(add(1))
@@ -184,21 +186,23 @@ def test_breaking_out_of_for_then_closing(backend: Any) -> None:
         if event.state == 1:
             break
     stream.close()
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     assert list(stream) == []
     stop(runner)
 
 
-def test_close_from_another_thread_ends_a_reader_waiting_in_for(backend: Any) -> None:
-    if isinstance(backend, VirtualBackend):
+def test_close_from_another_thread_ends_a_reader_waiting_in_for(coflow_backend: Any) -> None:
+    if isinstance(coflow_backend, VirtualBackend):
         pytest.skip("a reader on the virtual clock drives it: it never waits for another thread")
-    runner = start_waiting(backend)
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
 
     def read_then_close() -> list[Any]:
         return list(stream)  # woken by the close below, whether it waited already or not
 
-    if backend.name == "gevent":  # waited for in the hub's own pool, so the hub keeps running
+    if (
+        coflow_backend.name == "gevent"
+    ):  # waited for in the hub's own pool, so the hub keeps running
         from gevent import get_hub
 
         reading: Any = get_hub().threadpool.spawn(read_then_close)
@@ -213,12 +217,12 @@ def test_close_from_another_thread_ends_a_reader_waiting_in_for(backend: Any) ->
     stop(runner)
 
 
-def test_a_cancelled_async_for_closes_its_stream(backend: Any) -> None:
-    if isinstance(backend, VirtualBackend):
+def test_a_cancelled_async_for_closes_its_stream(coflow_backend: Any) -> None:
+    if isinstance(coflow_backend, VirtualBackend):
         pytest.skip(
             "awaiting on the virtual clock drives it: the reader never waits, or is cancelled"
         )
-    runner = start_waiting(backend)
+    runner = start_waiting(coflow_backend)
     stream = runner.events()
 
     async def main() -> None:
@@ -232,9 +236,9 @@ def test_a_cancelled_async_for_closes_its_stream(backend: Any) -> None:
         with pytest.raises(asyncio.CancelledError):
             await consumer
 
-    run_async(backend, main)
+    run_async(coflow_backend, main)
     assert stream.closed
-    applied(backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(1)))
     assert list(stream) == []
     stop(runner)
 
@@ -249,23 +253,27 @@ class Box:
         self.n = n
 
 
-def test_a_dropped_stream_is_collected_and_its_events_with_it(backend: Any) -> None:
-    runner = coflow.start(wait_until(lambda s: s.n >= 100), initial_state=Box(0), backend=backend)
+def test_a_dropped_stream_is_collected_and_its_events_with_it(coflow_backend: Any) -> None:
+    runner = coflow.start(
+        wait_until(lambda s: s.n >= 100), initial_state=Box(0), backend=coflow_backend
+    )
     stream = runner.events()
-    buffered_state = weakref.ref(applied(backend, runner.signal(lambda s: Box(1))))
-    applied(backend, runner.signal(lambda s: Box(2)))  # Box(1) is now held only by the stream
+    buffered_state = weakref.ref(applied(coflow_backend, runner.signal(lambda s: Box(1))))
+    applied(
+        coflow_backend, runner.signal(lambda s: Box(2))
+    )  # Box(1) is now held only by the stream
     assert buffered_state() is not None
     dropped_stream = weakref.ref(stream)
     del stream
     gc.collect()
     assert dropped_stream() is None
     assert buffered_state() is None
-    applied(backend, runner.signal(lambda s: Box(3)))  # the runner goes on, feeding nobody
+    applied(coflow_backend, runner.signal(lambda s: Box(3)))  # the runner goes on, feeding nobody
     stop(runner)
 
 
-def test_a_stream_left_in_an_abandoned_async_generator_is_collected(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_a_stream_left_in_an_abandoned_async_generator_is_collected(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     dropped: list[weakref.ref[coflow.EventStream]] = []
 
     async def follow() -> Any:
@@ -281,7 +289,7 @@ def test_a_stream_left_in_an_abandoned_async_generator_is_collected(backend: Any
         await follower.aclose()  # what a web framework does when its client disconnects
         return first
 
-    first = run_async(backend, main)
+    first = run_async(coflow_backend, main)
     assert states([first]) == [("state", 1)]
     gc.collect()
     assert dropped[0]() is None
@@ -291,29 +299,29 @@ def test_a_stream_left_in_an_abandoned_async_generator_is_collected(backend: Any
 # maxsize
 
 
-def test_maxsize_drops_the_oldest_state_events_and_keeps_the_final_one(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_maxsize_drops_the_oldest_state_events_and_keeps_the_final_one(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events(maxsize=2)
     assert stream.maxsize == 2
     for _ in range(4):
-        applied(backend, runner.signal(add(1)))
-    applied(backend, runner.signal(add(96)))
+        applied(coflow_backend, runner.signal(add(1)))
+    applied(coflow_backend, runner.signal(add(96)))
     assert runner.result(timeout=5) == 100
     assert stream.dropped == 3
     assert states(list(stream)) == [("state", 4), ("state", 100), ("done", 100)]
 
 
-def test_maxsize_keeps_a_flow_error(backend: Any) -> None:
+def test_maxsize_keeps_a_flow_error(coflow_backend: Any) -> None:
     reason = RuntimeError("crash")
 
     def crashing() -> FlowGenerator:
         yield wait_until(lambda s: s >= 3)
         raise reason
 
-    runner = coflow.start(crashing, initial_state=0, backend=backend)
+    runner = coflow.start(crashing, initial_state=0, backend=coflow_backend)
     stream = runner.events(maxsize=1)
     for _ in range(3):
-        applied(backend, runner.signal(add(1)))
+        applied(coflow_backend, runner.signal(add(1)))
     with pytest.raises(coflow.FlowFailed):
         runner.result(timeout=5)
     received = list(stream)
@@ -322,8 +330,8 @@ def test_maxsize_keeps_a_flow_error(backend: Any) -> None:
     assert stream.dropped == 2
 
 
-def test_a_reader_keeping_up_drops_nothing(backend: Any) -> None:
-    runner = start_waiting(backend)
+def test_a_reader_keeping_up_drops_nothing(coflow_backend: Any) -> None:
+    runner = start_waiting(coflow_backend)
     stream = runner.events(maxsize=1)
     for n in range(1, 4):
         runner.signal(add(1))

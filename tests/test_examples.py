@@ -41,11 +41,11 @@ def final_events(records: list[Record], flow_name: str) -> list[Any]:
 
 
 def test_sync_book_collapses_a_burst_into_one_sync_after_two_retries(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     api = sync_book.FlakyBookAPI(failures=2)
 
-    records = sync_book.main(backend, api=api)
+    records = sync_book.main(coflow_backend, api=api)
 
     states = states_of(records, "sync_book")
     assert [(state["edits"], state["dirty"], state["synced"]) for _, state in states] == [
@@ -66,11 +66,11 @@ def test_sync_book_collapses_a_burst_into_one_sync_after_two_retries(
     assert {name for _, name, _ in records} == {"sync_book"}
 
 
-def test_sync_book_that_keeps_failing_ends_with_retries_exhausted(backend: Any) -> None:
+def test_sync_book_that_keeps_failing_ends_with_retries_exhausted(coflow_backend: Any) -> None:
     api = sync_book.FlakyBookAPI(failures=10)
 
     # the last retry is at 2.2 s (0.8 + 0.2 + 0.4 + 0.8): stop the flow only after it
-    records = sync_book.main(backend, api=api, stop_after=2.5)
+    records = sync_book.main(coflow_backend, api=api, stop_after=2.5)
 
     assert len(api.calls) == 4  # the first attempt and 3 retries
     [error] = final_events(records, "sync_book")
@@ -82,10 +82,10 @@ def test_sync_book_that_keeps_failing_ends_with_retries_exhausted(backend: Any) 
 # import_books ------------------------------------------------------------------------------
 
 
-def test_import_books_keeps_the_good_books_in_order_and_skips_the_bad(backend: Any) -> None:
+def test_import_books_keeps_the_good_books_in_order_and_skips_the_bad(coflow_backend: Any) -> None:
     api = import_books.FakeLibraryAPI()
 
-    records = import_books.main(backend, api=api)
+    records = import_books.main(coflow_backend, api=api)
 
     assert sorted(api.fetched) == sorted(import_books.URLS)
     [done] = final_events(records, "import_books")
@@ -98,8 +98,8 @@ def test_import_books_keeps_the_good_books_in_order_and_skips_the_bad(backend: A
     assert done.state["results"] == ["Dune", "Solaris", "Neuromancer"]
 
 
-def test_import_books_commits_each_good_book_as_it_goes(backend: Any) -> None:
-    records = import_books.main(backend)
+def test_import_books_commits_each_good_book_as_it_goes(coflow_backend: Any) -> None:
+    records = import_books.main(coflow_backend)
 
     results_seen = [state["results"] for _, state in states_of(records, "import_books")]
     # a skip leaves the state unchanged, so it is never seen as a new state
@@ -114,11 +114,11 @@ def test_import_books_commits_each_good_book_as_it_goes(backend: Any) -> None:
 
 
 def test_order_saga_ships_a_good_order_and_compensates_a_failed_one_in_reverse(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     shop = order_saga.FakeShop()
 
-    records = order_saga.main(backend, shop=shop)
+    records = order_saga.main(coflow_backend, shop=shop)
 
     journal = {"order-1": [], "order-2": []}  # type: dict[str, list[str]]
     for order_id, action in shop.journal:
@@ -149,7 +149,7 @@ def test_order_saga_ships_a_good_order_and_compensates_a_failed_one_in_reverse(
     assert times == pytest.approx([0.0, 0.0, 0.3, 0.3, 0.3], abs=tolerance or 1e-9)
 
 
-def test_order_saga_failing_to_charge_releases_the_stock_only(backend: Any) -> None:
+def test_order_saga_failing_to_charge_releases_the_stock_only(coflow_backend: Any) -> None:
     class CardDeclined(Exception):
         pass
 
@@ -160,7 +160,7 @@ def test_order_saga_failing_to_charge_releases_the_stock_only(backend: Any) -> N
 
     shop = DecliningShop()
 
-    records = order_saga.main(backend, shop=shop, orders=order_saga.ORDERS[:1])
+    records = order_saga.main(coflow_backend, shop=shop, orders=order_saga.ORDERS[:1])
 
     assert shop.journal == [("order-1", "reserve"), ("order-1", "charge"), ("order-1", "release")]
     [done] = final_events(records, "order-1")
@@ -210,11 +210,11 @@ class TimedServices(order_pipeline.FakeServices):
 
 
 def test_order_pipeline_pays_through_a_called_child_and_mails_through_a_spawned_one(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     services = order_pipeline.FakeServices()
 
-    records = order_pipeline.main(backend, services=services)
+    records = order_pipeline.main(coflow_backend, services=services)
 
     order = runner_of(records, "order-1")
     payment = runner_of(records, "payment_flow", "order-1")
@@ -275,10 +275,10 @@ def test_order_pipeline_pays_through_a_called_child_and_mails_through_a_spawned_
     ]
 
 
-def test_order_pipeline_turns_a_declined_card_into_payment_failed(backend: Any) -> None:
+def test_order_pipeline_turns_a_declined_card_into_payment_failed(coflow_backend: Any) -> None:
     services = order_pipeline.FakeServices()
 
-    records = order_pipeline.main(backend, services=services)
+    records = order_pipeline.main(coflow_backend, services=services)
 
     order = runner_of(records, "order-2")
     payment = runner_of(records, "payment_flow", "order-2")
@@ -295,7 +295,7 @@ def test_order_pipeline_turns_a_declined_card_into_payment_failed(backend: Any) 
 
 
 def test_order_pipeline_times_out_a_payment_that_never_settles_once_it_is_voided(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     services = order_pipeline.FakeServices()
     seen_at_timeout: list[list[str]] = []
@@ -306,7 +306,7 @@ def test_order_pipeline_times_out_a_payment_that_never_settles_once_it_is_voided
             if event.state["status"] == "payment_timed_out":
                 seen_at_timeout.append(actions(services, "order-3"))
 
-    records = order_pipeline.main(backend, watch, services=services)
+    records = order_pipeline.main(coflow_backend, watch, services=services)
 
     order = runner_of(records, "order-3")
     payment = runner_of(records, "payment_flow", "order-3")
@@ -330,11 +330,11 @@ def test_order_pipeline_times_out_a_payment_that_never_settles_once_it_is_voided
 
 
 def test_order_pipeline_cancelling_an_order_stops_its_payment_child_first(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
-    services = TimedServices(backend)
+    services = TimedServices(coflow_backend)
 
-    records = order_pipeline.main(backend, services=services)
+    records = order_pipeline.main(coflow_backend, services=services)
 
     order = runner_of(records, "order-4")
     [payment] = order.children()
@@ -374,11 +374,11 @@ def kinds_and_times(records: list[Record], flow_name: str) -> list[tuple[float, 
 
 
 def test_flaky_supervised_restarts_a_flow_from_its_initial_state_until_it_works(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     storage = flaky_supervised.FlakyStorage()
 
-    records = flaky_supervised.main(backend, storage=storage)
+    records = flaky_supervised.main(coflow_backend, storage=storage)
 
     initial = {"report": "ledger", "rows": 120, "status": "idle"}
     exporting = {**initial, "status": "exporting"}
@@ -412,12 +412,12 @@ def test_flaky_supervised_restarts_a_flow_from_its_initial_state_until_it_works(
 
 
 def test_flaky_supervised_gives_up_on_a_flow_that_fails_every_start(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     storage = flaky_supervised.FlakyStorage()
     supervisor = coflow.Supervisor(restart="transient", max_restarts=3, max_seconds=1.0)
 
-    records = flaky_supervised.main(backend, storage=storage, supervisor=supervisor)
+    records = flaky_supervised.main(coflow_backend, storage=storage, supervisor=supervisor)
 
     events = kinds_and_times(records, "audit")
     restarts = [t for t, kind, _ in events if kind == "FlowRestarted"]

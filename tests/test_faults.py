@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import needs_gevent
 
 import coflow
 from coflow import FlowGenerator, Ok, race, run, set_state, wait, wait_until
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.pytest_plugin import open_backend
 
 #: The ``BaseException``s user code raises that are not ``Exception``s.
 BASE_EXCEPTIONS = [SystemExit, KeyboardInterrupt, GeneratorExit]
@@ -47,46 +47,50 @@ def failure_of(runner: coflow.Runner) -> BaseException:
 
 
 @pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
-def test_a_flow_raising_a_base_exception_fails_with_it(backend: Any, kind: type) -> None:
+def test_a_flow_raising_a_base_exception_fails_with_it(coflow_backend: Any, kind: type) -> None:
     def main() -> FlowGenerator:
         yield wait(0.01)
         raise kind()
 
-    assert type(failure_of(coflow.start(main, backend=backend))) is kind
-    assert_still_serving(backend)
+    assert type(failure_of(coflow.start(main, backend=coflow_backend))) is kind
+    assert_still_serving(coflow_backend)
 
 
-def test_sys_exit_in_a_flow_fails_it(backend: Any) -> None:
+def test_sys_exit_in_a_flow_fails_it(coflow_backend: Any) -> None:
     def main() -> FlowGenerator:
         yield wait(0.01)
         sys.exit(1)
 
-    error = failure_of(coflow.start(main, backend=backend))
+    error = failure_of(coflow.start(main, backend=coflow_backend))
     assert isinstance(error, SystemExit) and error.code == 1
-    assert_still_serving(backend)
+    assert_still_serving(coflow_backend)
 
 
 @pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
-def test_a_predicate_raising_a_base_exception_fails_the_flow(backend: Any, kind: type) -> None:
+def test_a_predicate_raising_a_base_exception_fails_the_flow(
+    coflow_backend: Any, kind: type
+) -> None:
     def predicate(state: Any) -> bool:
         if state:
             raise kind()
         return False
 
-    runner = coflow.start(wait_until(predicate), initial_state=False, backend=backend)
+    runner = coflow.start(wait_until(predicate), initial_state=False, backend=coflow_backend)
     runner.signal(lambda s: True)
     assert type(failure_of(runner)) is kind
-    assert_still_serving(backend)
+    assert_still_serving(coflow_backend)
 
 
 @pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
 def test_a_signal_function_raising_a_base_exception_leaves_the_flow_running(
-    backend: Any, kind: type
+    coflow_backend: Any, kind: type
 ) -> None:
     def boom(state: Any) -> Any:
         raise kind()
 
-    runner = coflow.start(wait_until(lambda s: s == "go"), initial_state="idle", backend=backend)
+    runner = coflow.start(
+        wait_until(lambda s: s == "go"), initial_state="idle", backend=coflow_backend
+    )
     failed = runner.signal(boom)
     runner.signal(lambda s: "go")
     assert runner.result(timeout=5) == "go"
@@ -95,7 +99,7 @@ def test_a_signal_function_raising_a_base_exception_leaves_the_flow_running(
 
 @pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
 def test_a_notify_callable_raising_a_base_exception_is_logged_and_the_flow_goes_on(
-    backend: Any, kind: type, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, kind: type, caplog: pytest.LogCaptureFixture
 ) -> None:
     def notify(event: Any) -> None:
         raise kind()
@@ -106,9 +110,12 @@ def test_a_notify_callable_raising_a_base_exception_is_logged_and_the_flow_goes_
         yield set_state(lambda s: s + 1)
 
     with caplog.at_level(logging.ERROR, logger="coflow"):
-        assert coflow.start(main, initial_state=0, notify=notify, backend=backend).result(5) == 2
+        assert (
+            coflow.start(main, initial_state=0, notify=notify, backend=coflow_backend).result(5)
+            == 2
+        )
     assert any("notify" in record.getMessage() for record in caplog.records)
-    assert_still_serving(backend)
+    assert_still_serving(coflow_backend)
 
 
 # -- 2. delays longer than the backend's clock can arm -------------------------
@@ -119,10 +126,12 @@ def test_a_notify_callable_raising_a_base_exception_is_logged_and_the_flow_goes_
     [wait(1e10), wait_until(lambda s: False, timeout=1e10), coflow.debounce(1e10)],
     ids=["wait", "wait_until", "debounce"],
 )
-def test_a_delay_beyond_timeout_max_waits_and_the_backend_goes_on(backend: Any, step: Any) -> None:
+def test_a_delay_beyond_timeout_max_waits_and_the_backend_goes_on(
+    coflow_backend: Any, step: Any
+) -> None:
     assert 1e10 > threading.TIMEOUT_MAX
-    runner = coflow.start(step, initial_state=0, backend=backend)
-    assert_still_serving(backend)
+    runner = coflow.start(step, initial_state=0, backend=coflow_backend)
+    assert_still_serving(coflow_backend)
     assert runner.status == "running"
     runner.stop()
     with pytest.raises(coflow.FlowStopped):
@@ -134,7 +143,7 @@ def test_a_delay_beyond_timeout_max_waits_and_the_backend_goes_on(backend: Any, 
 
 @pytest.mark.parametrize("kind", BASE_EXCEPTIONS, ids=lambda kind: kind.__name__)
 def test_work_raising_a_base_exception_fails_its_attempt_unretried(
-    backend: Any, kind: type
+    coflow_backend: Any, kind: type
 ) -> None:
     attempts: list[int] = []
 
@@ -142,13 +151,13 @@ def test_work_raising_a_base_exception_fails_its_attempt_unretried(
         attempts.append(1)
         raise kind()
 
-    runner = coflow.start(run(push, retries=3), backend=backend)
+    runner = coflow.start(run(push, retries=3), backend=coflow_backend)
     assert type(failure_of(runner)) is kind
     assert attempts == [1], "a BaseException is not retried unless retry_on names it"
-    assert_still_serving(backend)
+    assert_still_serving(coflow_backend)
 
 
-def test_work_raising_a_base_exception_named_by_retry_on_is_retried(backend: Any) -> None:
+def test_work_raising_a_base_exception_named_by_retry_on_is_retried(coflow_backend: Any) -> None:
     attempts: list[int] = []
 
     def push(state: Any) -> Any:
@@ -157,7 +166,9 @@ def test_work_raising_a_base_exception_named_by_retry_on_is_retried(backend: Any
             raise KeyboardInterrupt
         return Ok("pushed")
 
-    runner = coflow.start(run(push, retries=3, retry_on=(KeyboardInterrupt,)), backend=backend)
+    runner = coflow.start(
+        run(push, retries=3, retry_on=(KeyboardInterrupt,)), backend=coflow_backend
+    )
     assert runner.result(timeout=5) == "pushed"
     assert len(attempts) == 3
 
@@ -165,9 +176,7 @@ def test_work_raising_a_base_exception_named_by_retry_on_is_retried(backend: Any
 def test_asyncio_work_whose_task_someone_else_cancels_fails_the_flow() -> None:
     import asyncio
 
-    from conftest import make_backend
-
-    with make_backend("asyncio") as backend:
+    with open_backend("asyncio") as backend:
         started = threading.Event()
         tasks: list[asyncio.Task[Any]] = []
 
@@ -188,9 +197,7 @@ def test_asyncio_work_whose_task_someone_else_cancels_fails_the_flow() -> None:
 def test_asyncio_work_awaiting_a_future_its_owner_cancelled_fails_the_flow() -> None:
     import asyncio
 
-    from conftest import make_backend
-
-    with make_backend("asyncio") as backend:
+    with open_backend("asyncio") as backend:
         started = threading.Event()
         futures: list[asyncio.Future[Any]] = []
 
@@ -210,13 +217,12 @@ def test_asyncio_work_awaiting_a_future_its_owner_cancelled_fails_the_flow() -> 
             stopped.result(timeout=5)
 
 
-@pytest.mark.skipif(not __import__("conftest").HAS_GEVENT, reason="gevent is not installed")
+@needs_gevent
 def test_gevent_work_whose_greenlet_someone_else_kills_fails_the_flow() -> None:
     import gevent
     import gevent.event
-    from conftest import make_backend
 
-    with make_backend("gevent") as backend:
+    with open_backend("gevent") as backend:
         greenlets: list[Any] = []
         started = gevent.event.Event()
 
@@ -237,9 +243,11 @@ def test_gevent_work_whose_greenlet_someone_else_kills_fails_the_flow() -> None:
 
 @pytest.mark.parametrize("action", ["stop", "signal", "send", "start"])
 def test_anything_a_run_function_does_inline_takes_effect_after_it_returns(
-    backend: Any, action: str
+    coflow_backend: Any, action: str
 ) -> None:
-    other = coflow.start(coflow.receive(), initial_state="other", backend=backend, supervisor=None)
+    other = coflow.start(
+        coflow.receive(), initial_state="other", backend=coflow_backend, supervisor=None
+    )
     started: list[coflow.Runner] = []
 
     def work(state: Any) -> Any:
@@ -250,10 +258,10 @@ def test_anything_a_run_function_does_inline_takes_effect_after_it_returns(
         elif action == "send":
             other.send("hello")
         else:
-            started.append(coflow.start(set_state(lambda s: "child"), backend=backend))
+            started.append(coflow.start(set_state(lambda s: "child"), backend=coflow_backend))
         return Ok("worked")
 
-    assert coflow.start(run(work), backend=backend).result(timeout=5) == "worked"
+    assert coflow.start(run(work), backend=coflow_backend).result(timeout=5) == "worked"
     if action == "stop":
         with pytest.raises(coflow.FlowStopped):
             other.result(timeout=5)
@@ -265,15 +273,17 @@ def test_anything_a_run_function_does_inline_takes_effect_after_it_returns(
     else:
         other.stop()
         assert started[0].result(timeout=5) == "child"
-    assert_still_serving(backend)
+    assert_still_serving(coflow_backend)
 
 
 # -- 8. a cancelled run never commits its result -------------------------------
 
 
-def test_a_run_that_loses_a_race_does_not_commit_its_ok(backend: Any) -> None:
+def test_a_run_that_loses_a_race_does_not_commit_its_ok(coflow_backend: Any) -> None:
     runner = coflow.start(
-        race([run(lambda s: Ok("a")), set_state(lambda s: "b")]), initial_state="", backend=backend
+        race([run(lambda s: Ok("a")), set_state(lambda s: "b")]),
+        initial_state="",
+        backend=coflow_backend,
     )
     assert runner.result(timeout=5) == "b"
 
@@ -289,7 +299,7 @@ class Ambiguous:
 
 
 def test_a_predicate_result_that_cannot_be_truth_tested_raises_at_the_yield(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     def main() -> FlowGenerator:
         try:
@@ -298,14 +308,14 @@ def test_a_predicate_result_that_cannot_be_truth_tested_raises_at_the_yield(
             message = str(error)
             yield set_state(lambda s: f"raised: {message}")
 
-    runner = coflow.start(main, initial_state="idle", backend=backend)
+    runner = coflow.start(main, initial_state="idle", backend=coflow_backend)
     edited = runner.signal(lambda s: "edited")
     assert runner.result(timeout=5).startswith("raised: the truth value")
     assert edited.result(timeout=5) == "edited"
 
 
 def test_a_receive_match_that_cannot_be_truth_tested_raises_and_keeps_the_message(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     def main() -> FlowGenerator:
         try:
@@ -314,12 +324,12 @@ def test_a_receive_match_that_cannot_be_truth_tested_raises_and_keeps_the_messag
             message = yield coflow.receive()
             yield set_state(lambda s: message)
 
-    runner = coflow.start(main, backend=backend)
+    runner = coflow.start(main, backend=coflow_backend)
     runner.send("kept")
     assert runner.result(timeout=5) == "kept"
 
 
-def test_a_match_raising_on_a_queued_message_keeps_it(backend: Any) -> None:
+def test_a_match_raising_on_a_queued_message_keeps_it(coflow_backend: Any) -> None:
     def main() -> FlowGenerator:
         yield wait_until(lambda s: s == "go")
         try:
@@ -328,7 +338,7 @@ def test_a_match_raising_on_a_queued_message_keeps_it(backend: Any) -> None:
             message = yield coflow.receive()
             yield set_state(lambda s: message)
 
-    runner = coflow.start(main, initial_state="idle", backend=backend)
+    runner = coflow.start(main, initial_state="idle", backend=coflow_backend)
     runner.send("kept")
     runner.signal(lambda s: "go")
     assert runner.result(timeout=5) == "kept"
@@ -424,9 +434,9 @@ def stubborn(log: list[str]) -> Callable[[], FlowGenerator]:
     return main
 
 
-def test_a_flow_that_catches_cancelled_and_carries_on_keeps_running(backend: Any) -> None:
+def test_a_flow_that_catches_cancelled_and_carries_on_keeps_running(coflow_backend: Any) -> None:
     log: list[str] = []
-    runner = coflow.start(stubborn(log), backend=backend)
+    runner = coflow.start(stubborn(log), backend=coflow_backend)
     runner.stop()
     with pytest.raises(coflow.FlowTimeout):
         runner.result(timeout=0.2)
@@ -436,7 +446,7 @@ def test_a_flow_that_catches_cancelled_and_carries_on_keeps_running(backend: Any
         runner.result(timeout=5)
 
 
-def test_stop_with_a_grace_cancels_cleanup_still_running_after_it(backend: Any) -> None:
+def test_stop_with_a_grace_cancels_cleanup_still_running_after_it(coflow_backend: Any) -> None:
     log: list[str] = []
 
     def main() -> FlowGenerator:
@@ -450,17 +460,17 @@ def test_stop_with_a_grace_cancels_cleanup_still_running_after_it(backend: Any) 
             finally:
                 log.append("cleanup cancelled")
 
-    runner = coflow.start(main, backend=backend)
-    started = backend.now()
-    coflow.start(set_state(lambda s: None), backend=backend).result(timeout=5)
+    runner = coflow.start(main, backend=coflow_backend)
+    started = coflow_backend.now()
+    coflow.start(set_state(lambda s: None), backend=coflow_backend).result(timeout=5)
     runner.stop(grace=0.05)
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)
     assert log == ["cleanup", "cleanup cancelled"]
-    assert backend.now() - started < 5
+    assert coflow_backend.now() - started < 5
 
 
-def test_stop_with_a_grace_lets_cleanup_that_finishes_in_time_finish(backend: Any) -> None:
+def test_stop_with_a_grace_lets_cleanup_that_finishes_in_time_finish(coflow_backend: Any) -> None:
     log: list[str] = []
 
     def main() -> FlowGenerator:
@@ -470,14 +480,14 @@ def test_stop_with_a_grace_lets_cleanup_that_finishes_in_time_finish(backend: An
             yield wait(0.01)
             log.append("cleanup finished")
 
-    runner = coflow.start(main, backend=backend)
+    runner = coflow.start(main, backend=coflow_backend)
     runner.stop(grace=1)
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)
     assert log == ["cleanup finished"]
 
 
-def test_stop_with_a_grace_reaches_branches_and_children(backend: Any) -> None:
+def test_stop_with_a_grace_reaches_branches_and_children(coflow_backend: Any) -> None:
     log: list[str] = []
 
     def child() -> FlowGenerator:
@@ -486,16 +496,16 @@ def test_stop_with_a_grace_reaches_branches_and_children(backend: Any) -> None:
     def main() -> FlowGenerator:
         yield coflow.parallel([stubborn(log), coflow.call(child)])
 
-    runner = coflow.start(main, backend=backend)
-    coflow.start(set_state(lambda s: None), backend=backend).result(timeout=5)
+    runner = coflow.start(main, backend=coflow_backend)
+    coflow.start(set_state(lambda s: None), backend=coflow_backend).result(timeout=5)
     runner.stop(grace=0.05)
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)
     assert log.count("caught") >= 2
 
 
-def test_a_bad_grace_is_a_value_error(backend: Any) -> None:
-    runner = coflow.start(wait(10), backend=backend)
+def test_a_bad_grace_is_a_value_error(coflow_backend: Any) -> None:
+    runner = coflow.start(wait(10), backend=coflow_backend)
     with pytest.raises(ValueError, match="grace"):
         runner.stop(grace=-1)
     runner.stop()
@@ -504,9 +514,9 @@ def test_a_bad_grace_is_a_value_error(backend: Any) -> None:
 # -- 15. stop() overtakes what is queued ------------------------------------------
 
 
-def test_stop_takes_effect_before_the_signals_queued_ahead_of_it(backend: Any) -> None:
+def test_stop_takes_effect_before_the_signals_queued_ahead_of_it(coflow_backend: Any) -> None:
     # The virtual clock and the gevent hub run in this thread; the others in their own.
-    real = not backend.driven_by_its_caller and backend.name != "gevent"
+    real = not coflow_backend.driven_by_its_caller and coflow_backend.name != "gevent"
     holding, gate = threading.Event(), threading.Event()
     applied: list[int] = []
 
@@ -516,7 +526,7 @@ def test_stop_takes_effect_before_the_signals_queued_ahead_of_it(backend: Any) -
             gate.wait(5)
         return state
 
-    runner = coflow.start(wait_until(lambda s: False), initial_state=0, backend=backend)
+    runner = coflow.start(wait_until(lambda s: False), initial_state=0, backend=coflow_backend)
     first = runner.signal(hold)
     assert not real or holding.wait(5)
     queued = [runner.signal(lambda s, n=n: applied.append(n) or s) for n in range(200)]
@@ -545,11 +555,11 @@ def failure_logs(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def test_a_started_runner_nobody_watches_logs_its_failure(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="coflow"):
-        runner = coflow.start(fails, backend=backend, name="unwatched")
-        coflow.start(wait(0.2), backend=backend).result(timeout=5)
+        runner = coflow.start(fails, backend=coflow_backend, name="unwatched")
+        coflow.start(wait(0.2), backend=coflow_backend).result(timeout=5)
         assert runner.status == "failed"
         assert failure_logs(caplog) == [], "logged once nobody can ask any more"
         del runner
@@ -560,20 +570,23 @@ def test_a_started_runner_nobody_watches_logs_its_failure(
 
 
 def test_a_failed_spawned_child_nobody_watches_logs_its_failure(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     def parent() -> FlowGenerator:
         yield coflow.spawn(fails)
         yield wait(0.2)
 
     with caplog.at_level(logging.ERROR, logger="coflow"):
-        assert coflow.start(parent, initial_state="ok", backend=backend).result(timeout=5) == "ok"
+        assert (
+            coflow.start(parent, initial_state="ok", backend=coflow_backend).result(timeout=5)
+            == "ok"
+        )
     (record,) = failure_logs(caplog)
     assert "parent > fails" in record.getMessage()
 
 
 def test_a_failure_someone_is_told_of_is_not_logged(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     events: list[Any] = []
 
@@ -584,17 +597,19 @@ def test_a_failure_someone_is_told_of_is_not_logged(
             pass
 
     with caplog.at_level(logging.ERROR, logger="coflow"):
-        watched = coflow.start(fails, backend=backend)
+        watched = coflow.start(fails, backend=coflow_backend)
         with pytest.raises(coflow.FlowFailed):
             watched.result(timeout=5)
-        coflow.start(fails, notify=events.append, backend=backend)
-        coflow.start(parent, backend=backend).result(timeout=5)
-        coflow.start(wait(0.1), backend=backend).result(timeout=5)
+        coflow.start(fails, notify=events.append, backend=coflow_backend)
+        coflow.start(parent, backend=coflow_backend).result(timeout=5)
+        coflow.start(wait(0.1), backend=coflow_backend).result(timeout=5)
     assert failure_logs(caplog) == []
     assert isinstance(events[-1], coflow.FlowError)
 
 
-def test_past_the_grace_every_flow_on_the_stack_is_cancelled_unprotected(backend: Any) -> None:
+def test_past_the_grace_every_flow_on_the_stack_is_cancelled_unprotected(
+    coflow_backend: Any,
+) -> None:
     log: list[str] = []
 
     def inner() -> FlowGenerator:
@@ -608,8 +623,8 @@ def test_past_the_grace_every_flow_on_the_stack_is_cancelled_unprotected(backend
                 log.append("outer caught")
                 yield wait(0.02)
 
-    runner = coflow.start(outer, backend=backend)
-    coflow.start(set_state(lambda s: None), backend=backend).result(timeout=5)
+    runner = coflow.start(outer, backend=coflow_backend)
+    coflow.start(set_state(lambda s: None), backend=coflow_backend).result(timeout=5)
     runner.stop(grace=0.05)
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)

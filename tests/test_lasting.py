@@ -8,11 +8,9 @@ tolerance.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import Timeline
 
 import coflow
 from coflow import (
@@ -28,13 +26,11 @@ from coflow import (
     wait_until,
 )
 from coflow.backends.virtual import VirtualBackend
-from coflow.testing import lasting
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.testing import After, Timeline, lasting
 
 
 def test_the_outcome_of_lasting_work_arrives_after_its_duration(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def push(state: int) -> Ok[int]:
         timeline.log("push starts")
@@ -45,11 +41,11 @@ def test_the_outcome_of_lasting_work_arrives_after_its_duration(
         yield run(lasting(0.3, push))
         timeline.log("pushed")
 
-    assert coflow.start(once, backend=backend).result(timeout=5) == 1
+    assert coflow.start(once, backend=coflow_backend).result(timeout=5) == 1
     timeline.assert_matches([(0.0, "push starts"), (0.3, "pushed")])
 
 
-def test_an_attempt_of_lasting_work_times_out(backend: Any, timeline: Timeline) -> None:
+def test_an_attempt_of_lasting_work_times_out(coflow_backend: Any, timeline: Timeline) -> None:
     @coflow.flow(initial_state=0)
     def impatient() -> FlowGenerator:
         try:
@@ -57,11 +53,13 @@ def test_an_attempt_of_lasting_work_times_out(backend: Any, timeline: Timeline) 
         except FlowTimeout:
             timeline.log("timed out")
 
-    assert coflow.start(impatient, backend=backend).result(timeout=5) == 0
+    assert coflow.start(impatient, backend=coflow_backend).result(timeout=5) == 0
     timeline.assert_matches([(0.1, "timed out")])
 
 
-def test_retries_of_lasting_work_each_take_their_duration(backend: Any, timeline: Timeline) -> None:
+def test_retries_of_lasting_work_each_take_their_duration(
+    coflow_backend: Any, timeline: Timeline
+) -> None:
     attempts = []
 
     def flaky(state: int) -> Ok[int]:
@@ -75,34 +73,36 @@ def test_retries_of_lasting_work_each_take_their_duration(backend: Any, timeline
     def retrying() -> FlowGenerator:
         yield run(lasting(0.1, flaky), retries=2, backoff="constant", base_delay=0.05)
 
-    assert coflow.start(retrying, backend=backend).result(timeout=5) == 1
+    assert coflow.start(retrying, backend=coflow_backend).result(timeout=5) == 1
     timeline.assert_matches([(0.0, "attempt 1"), (0.15, "attempt 2"), (0.3, "attempt 3")])
 
 
-def test_the_shorter_lasting_work_wins_a_race(backend: Any) -> None:
+def test_the_shorter_lasting_work_wins_a_race(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={})
     def racing() -> FlowGenerator:
         winner = yield race([lasting(0.3, lambda: "slow"), lasting(0.1, lambda: "fast")])
         yield set_state(lambda s: {"winner": winner})
 
-    assert coflow.start(racing, backend=backend).result(timeout=5) == {"winner": "fast"}
+    assert coflow.start(racing, backend=coflow_backend).result(timeout=5) == {"winner": "fast"}
 
 
-def test_a_stop_ends_lasting_work_at_once(backend: Any, after: After, tolerance: float) -> None:
+def test_a_stop_ends_lasting_work_at_once(
+    coflow_backend: Any, after: After, tolerance: float
+) -> None:
     @coflow.flow(initial_state=0)
     def long_push() -> FlowGenerator:
         yield run(lasting(60, lambda s: Ok(s + 1)))
 
-    runner = coflow.start(long_push, backend=backend)
-    started = backend.now()
+    runner = coflow.start(long_push, backend=coflow_backend)
+    started = coflow_backend.now()
     after(0.1, runner.stop)
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)
-    assert backend.now() - started == pytest.approx(0.1, abs=tolerance or 1e-9)
+    assert coflow_backend.now() - started == pytest.approx(0.1, abs=tolerance or 1e-9)
 
 
 def test_an_error_of_lasting_work_also_waits_for_its_duration(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def broken(state: int) -> Ok[int]:
         raise ValueError("rejected")
@@ -115,7 +115,7 @@ def test_an_error_of_lasting_work_also_waits_for_its_duration(
             timeline.log("failed")
 
     with pytest.raises(FlowFailed):
-        coflow.start(failing, backend=backend).result(timeout=5)
+        coflow.start(failing, backend=coflow_backend).result(timeout=5)
     timeline.assert_matches([(0.2, "failed")])
 
 

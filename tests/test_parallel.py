@@ -6,22 +6,20 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import coflow
 from coflow import Failure, FlowGenerator, get_state, parallel, set_state, wait
-
-if TYPE_CHECKING:
-    from conftest import Timeline
+from coflow.testing import Timeline
 
 
 def append(item: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return lambda state: {**state, "log": [*state["log"], item]}
 
 
-def test_parallel_collects_in_task_order(backend: Any, timeline: Timeline) -> None:
+def test_parallel_collects_in_task_order(coflow_backend: Any, timeline: Timeline) -> None:
     """Caravela case "parallel collects in task order"."""
     calls: list[str] = []
     lock = threading.Lock()
@@ -42,7 +40,7 @@ def test_parallel_collects_in_task_order(backend: Any, timeline: Timeline) -> No
         )
         timeline.log(("parallel gave", results))
 
-    runner = coflow.start(main, initial_state={"fetched": None}, backend=backend)
+    runner = coflow.start(main, initial_state={"fetched": None}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"fetched": ["slow", "A", "mid", "B"]}
     assert sorted(calls) == ["a", "b"]
@@ -50,7 +48,7 @@ def test_parallel_collects_in_task_order(backend: Any, timeline: Timeline) -> No
     timeline.assert_matches([(0.2, ("parallel gave", ["slow", "A", "mid", "B"]))])
 
 
-def test_tasks_can_be_a_function_of_the_state(backend: Any, timeline: Timeline) -> None:
+def test_tasks_can_be_a_function_of_the_state(coflow_backend: Any, timeline: Timeline) -> None:
     def double(n: int) -> int:
         return 2 * n
 
@@ -63,13 +61,15 @@ def test_tasks_can_be_a_function_of_the_state(backend: Any, timeline: Timeline) 
         squared = yield parallel(lambda s: [square_later(n) for n in s["numbers"]])
         timeline.log((doubled, squared))
 
-    runner = coflow.start(main, initial_state={"numbers": [3, 1, 2]}, backend=backend)
+    runner = coflow.start(main, initial_state={"numbers": [3, 1, 2]}, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.15, ([6, 2, 4], [9, 1, 4]))])
 
 
-def test_flow_tasks_share_the_parent_state_and_interleave(backend: Any, timeline: Timeline) -> None:
+def test_flow_tasks_share_the_parent_state_and_interleave(
+    coflow_backend: Any, timeline: Timeline
+) -> None:
     def first() -> FlowGenerator:
         yield set_state(append("a1"))
         timeline.log("a1")
@@ -94,7 +94,7 @@ def test_flow_tasks_share_the_parent_state_and_interleave(backend: Any, timeline
         state = yield get_state()
         timeline.log(("parent sees", results, state["log"]))
 
-    runner = coflow.start(main, initial_state={"log": []}, backend=backend)
+    runner = coflow.start(main, initial_state={"log": []}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"log": ["parent", "a1", "b1", "a2", "b2"]}
     timeline.assert_matches(
@@ -108,7 +108,7 @@ def test_flow_tasks_share_the_parent_state_and_interleave(backend: Any, timeline
     )
 
 
-def test_collect_as_on_a_dict_state_makes_a_new_dict(backend: Any) -> None:
+def test_collect_as_on_a_dict_state_makes_a_new_dict(coflow_backend: Any) -> None:
     initial = {"keep": 1}
     seen: list[Any] = []
 
@@ -116,7 +116,7 @@ def test_collect_as_on_a_dict_state_makes_a_new_dict(backend: Any) -> None:
         results = yield parallel([lambda: "x", lambda: "y"], collect_as="out")
         seen.append(results)
 
-    runner = coflow.start(main, initial_state=initial, backend=backend)
+    runner = coflow.start(main, initial_state=initial, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"keep": 1, "out": ["x", "y"]}
     assert seen == [["x", "y"]]
@@ -129,19 +129,19 @@ class Library:
     books: list[str] | None = None
 
 
-def test_collect_as_on_a_dataclass_state_uses_replace(backend: Any) -> None:
+def test_collect_as_on_a_dataclass_state_uses_replace(coflow_backend: Any) -> None:
     initial = Library(name="city")
 
     def main() -> FlowGenerator:
         yield parallel([lambda: "dune", lambda: "emma"], collect_as="books")
 
-    runner = coflow.start(main, initial_state=initial, backend=backend)
+    runner = coflow.start(main, initial_state=initial, backend=coflow_backend)
 
     assert runner.result(timeout=5) == Library(name="city", books=["dune", "emma"])
     assert initial.books is None
 
 
-def test_collect_as_on_another_state_is_a_type_error_at_the_yield(backend: Any) -> None:
+def test_collect_as_on_another_state_is_a_type_error_at_the_yield(coflow_backend: Any) -> None:
     caught: list[BaseException] = []
 
     @coflow.flow(initial_state=["a", "list"], name="shelve_books")
@@ -151,7 +151,7 @@ def test_collect_as_on_another_state_is_a_type_error_at_the_yield(backend: Any) 
         except TypeError as error:
             caught.append(error)
 
-    runner = coflow.start(shelve_books, backend=backend)
+    runner = coflow.start(shelve_books, backend=coflow_backend)
 
     assert runner.result(timeout=5) == ["a", "list"]
     assert len(caught) == 1
@@ -161,7 +161,7 @@ def test_collect_as_on_another_state_is_a_type_error_at_the_yield(backend: Any) 
 
 
 def test_fail_fast_raises_the_first_failure_and_cancels_the_siblings(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def failing() -> FlowGenerator:
         yield wait(0.1)
@@ -184,7 +184,7 @@ def test_fail_fast_raises_the_first_failure_and_cancels_the_siblings(
             state = yield get_state()
             timeline.log(("caught", str(error), sorted(state["log"])))
 
-    runner = coflow.start(main, initial_state={"log": []}, backend=backend)
+    runner = coflow.start(main, initial_state={"log": []}, backend=coflow_backend)
 
     assert sorted(runner.result(timeout=5)["log"]) == ["left cleaned", "right cleaned"]
     assert runner.status == "done"
@@ -196,7 +196,7 @@ def test_fail_fast_raises_the_first_failure_and_cancels_the_siblings(
     assert caught_at >= 0.15 - timeline.tolerance - 1e-9
 
 
-def test_fail_fast_with_a_failing_callable(backend: Any, timeline: Timeline) -> None:
+def test_fail_fast_with_a_failing_callable(coflow_backend: Any, timeline: Timeline) -> None:
     def boom() -> None:
         raise KeyError("missing")
 
@@ -212,20 +212,20 @@ def test_fail_fast_with_a_failing_callable(backend: Any, timeline: Timeline) -> 
         yield wait(0.4)
         timeline.log("flow done")
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.0, ("caught", ("missing",))), (0.4, "flow done")])
 
 
-def test_an_uncaught_fail_fast_failure_fails_the_flow(backend: Any) -> None:
+def test_an_uncaught_fail_fast_failure_fails_the_flow(coflow_backend: Any) -> None:
     def boom() -> None:
         raise ValueError("bad task")
 
     def main() -> FlowGenerator:
         yield parallel([boom, lambda: 1])
 
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     with pytest.raises(coflow.FlowFailed) as failed:
         runner.result(timeout=5)
@@ -234,7 +234,7 @@ def test_an_uncaught_fail_fast_failure_fails_the_flow(backend: Any) -> None:
 
 
 def test_complete_all_puts_a_failure_in_place_of_each_failed_result(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     value_error = ValueError("callable failed")
 
@@ -257,7 +257,7 @@ def test_complete_all_puts_a_failure_in_place_of_each_failed_result(
         seen.append(results)
 
     seen: list[Any] = []
-    runner = coflow.start(main, initial_state=None, backend=backend)
+    runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
     [results] = seen
@@ -270,13 +270,13 @@ def test_complete_all_puts_a_failure_in_place_of_each_failed_result(
     timeline.assert_matches([(0.2, "parallel returned")])
 
 
-def test_an_empty_task_list_gives_an_empty_list(backend: Any, timeline: Timeline) -> None:
+def test_an_empty_task_list_gives_an_empty_list(coflow_backend: Any, timeline: Timeline) -> None:
     def main() -> FlowGenerator:
         results = yield parallel([], collect_as="out")
         from_state = yield parallel(lambda s: [])
         timeline.log((results, from_state))
 
-    runner = coflow.start(main, initial_state={}, backend=backend)
+    runner = coflow.start(main, initial_state={}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"out": []}
     timeline.assert_matches([(0.0, ([], []))])

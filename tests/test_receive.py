@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import coflow
 from coflow import FlowFailed, FlowGenerator, FlowNotRunning, FlowTimeout, parallel, receive, wait
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.testing import After
 
 
 def is_text(message: Any) -> bool:
     return isinstance(message, str)
 
 
-def test_receive_takes_the_oldest_message_first(backend: Any) -> None:
+def test_receive_takes_the_oldest_message_first(coflow_backend: Any) -> None:
     received: list[Any] = []
 
     def body() -> FlowGenerator:
@@ -25,7 +23,7 @@ def test_receive_takes_the_oldest_message_first(backend: Any) -> None:
         received.append((yield receive()))
         received.append((yield receive()))
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     runner.send("first")
     runner.send("second")
 
@@ -33,19 +31,21 @@ def test_receive_takes_the_oldest_message_first(backend: Any) -> None:
     assert received == ["first", "second"]
 
 
-def test_receive_blocks_until_a_message_is_sent(backend: Any, timeline: Any, after: After) -> None:
+def test_receive_blocks_until_a_message_is_sent(
+    coflow_backend: Any, timeline: Any, after: After
+) -> None:
     def body() -> FlowGenerator:
         message = yield receive()
         timeline.log(("got", message))
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     after(0.2, lambda: runner.send("hello"))
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.2, ("got", "hello"))])
 
 
-def test_each_message_is_taken_at_most_once(backend: Any, timeline: Any) -> None:
+def test_each_message_is_taken_at_most_once(coflow_backend: Any, timeline: Any) -> None:
     taken: list[tuple[str, Any]] = []
 
     def receiver(name: str) -> FlowGenerator:
@@ -61,7 +61,7 @@ def test_each_message_is_taken_at_most_once(backend: Any, timeline: Any) -> None
         else:
             timeline.log(("leftover", leftover))
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     runner.send("x")
     runner.send("y")
 
@@ -71,7 +71,7 @@ def test_each_message_is_taken_at_most_once(backend: Any, timeline: Any) -> None
     timeline.assert_matches([(0.1, "mailbox empty")])
 
 
-def test_match_leaves_non_matching_messages_for_later(backend: Any) -> None:
+def test_match_leaves_non_matching_messages_for_later(coflow_backend: Any) -> None:
     received: list[Any] = []
 
     def body() -> FlowGenerator:
@@ -80,7 +80,7 @@ def test_match_leaves_non_matching_messages_for_later(backend: Any) -> None:
         received.append((yield receive()))
         received.append((yield receive()))
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     for message in (1, "two", 3):
         runner.send(message)
 
@@ -89,7 +89,7 @@ def test_match_leaves_non_matching_messages_for_later(backend: Any) -> None:
 
 
 def test_a_blocked_receive_ignores_messages_that_do_not_match(
-    backend: Any, timeline: Any, after: After
+    coflow_backend: Any, timeline: Any, after: After
 ) -> None:
     def body() -> FlowGenerator:
         message = yield receive(match=is_text)
@@ -97,7 +97,7 @@ def test_a_blocked_receive_ignores_messages_that_do_not_match(
         rest = yield receive()
         timeline.log(("then", rest))
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     after(0.1, lambda: runner.send(42))
     after(0.2, lambda: runner.send("text"))
 
@@ -105,25 +105,27 @@ def test_a_blocked_receive_ignores_messages_that_do_not_match(
     timeline.assert_matches([(0.2, ("got", "text")), (0.2, ("then", 42))])
 
 
-def test_receive_timeout_raises_flow_timeout_at_the_yield(backend: Any, timeline: Any) -> None:
+def test_receive_timeout_raises_flow_timeout_at_the_yield(
+    coflow_backend: Any, timeline: Any
+) -> None:
     def body() -> FlowGenerator:
         try:
             yield receive(timeout=0.2)
         except FlowTimeout:
             timeline.log("timed out")
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
 
     runner.result(timeout=5)
     assert runner.status == "done"
     timeline.assert_matches([(0.2, "timed out")])
 
 
-def test_an_uncaught_receive_timeout_fails_the_flow(backend: Any) -> None:
+def test_an_uncaught_receive_timeout_fails_the_flow(coflow_backend: Any) -> None:
     def body() -> FlowGenerator:
         yield receive(match=is_text, timeout=0.1)
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     runner.send(1)  # not a match: does not satisfy the receive
 
     with pytest.raises(FlowFailed) as failed:
@@ -132,35 +134,35 @@ def test_an_uncaught_receive_timeout_fails_the_flow(backend: Any) -> None:
 
 
 def test_a_message_arriving_before_the_timeout_is_received(
-    backend: Any, timeline: Any, after: After
+    coflow_backend: Any, timeline: Any, after: After
 ) -> None:
     def body() -> FlowGenerator:
         message = yield receive(timeout=0.3)
         timeline.log(("got", message))
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     after(0.1, lambda: runner.send("in time"))
 
     runner.result(timeout=5)
     timeline.assert_matches([(0.1, ("got", "in time"))])
 
 
-def test_send_on_an_ended_runner_raises_flow_not_running(backend: Any) -> None:
+def test_send_on_an_ended_runner_raises_flow_not_running(coflow_backend: Any) -> None:
     def body() -> FlowGenerator:
         yield wait(0.05)
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     runner.result(timeout=5)
 
     with pytest.raises(FlowNotRunning):
         runner.send("too late")
 
 
-def test_send_on_a_stopped_runner_raises_flow_not_running(backend: Any) -> None:
+def test_send_on_a_stopped_runner_raises_flow_not_running(coflow_backend: Any) -> None:
     def body() -> FlowGenerator:
         yield receive()
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
     runner.stop()
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)

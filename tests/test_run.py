@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,8 +22,7 @@ from coflow import (
     run,
     set_state,
 )
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.testing import After
 
 
 def run_once(backend: Any, step: Any, initial_state: Any = None) -> tuple[Any, list[Any]]:
@@ -80,50 +78,53 @@ class Attempts:
 # --- result shapes ---------------------------------------------------------------------------
 
 
-def test_none_advances_with_the_state_unchanged(backend: Any) -> None:
+def test_none_advances_with_the_state_unchanged(coflow_backend: Any) -> None:
     calls: list[Any] = []
 
     def fn(state: Any) -> None:
         calls.append(state)
 
-    assert run_once(backend, run(fn), initial_state="kept") == ("kept", [None])
+    assert run_once(coflow_backend, run(fn), initial_state="kept") == ("kept", [None])
     assert calls == ["kept"]
 
 
-def test_ok_replaces_the_state_and_gives_it(backend: Any) -> None:
+def test_ok_replaces_the_state_and_gives_it(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     def body() -> FlowGenerator:
         yield run(lambda state: Ok({**state, "synced": True}))
 
     runner = coflow.start(
-        body, initial_state={"synced": False}, notify=events.append, backend=backend
+        body, initial_state={"synced": False}, notify=events.append, backend=coflow_backend
     )
 
     assert runner.result(timeout=5) == {"synced": True}
     assert [type(event).__name__ for event in events] == ["FlowState", "FlowDone"]
-    assert run_once(backend, run(lambda state: Ok(state + 1)), initial_state=1) == (2, [2])
+    assert run_once(coflow_backend, run(lambda state: Ok(state + 1)), initial_state=1) == (2, [2])
 
 
 @pytest.mark.parametrize("value", ["report.pdf", 0, False, [1, 2], {"not": "an Ok"}], ids=repr)
 def test_any_other_value_advances_with_the_state_unchanged_and_is_given(
-    backend: Any, value: Any
+    coflow_backend: Any, value: Any
 ) -> None:
-    assert run_once(backend, run(lambda state: value), initial_state="kept") == ("kept", [value])
+    assert run_once(coflow_backend, run(lambda state: value), initial_state="kept") == (
+        "kept",
+        [value],
+    )
 
 
-def test_retry_without_a_new_state_retries_with_the_state_unchanged(backend: Any) -> None:
+def test_retry_without_a_new_state_retries_with_the_state_unchanged(coflow_backend: Any) -> None:
     seen: list[Any] = []
 
     def fn(state: Any) -> Any:
         seen.append(state)
         return Retry() if len(seen) < 3 else Ok(state + 100)
 
-    assert run_once(backend, run(fn, retries=3), initial_state=1) == (101, [101])
+    assert run_once(coflow_backend, run(fn, retries=3), initial_state=1) == (101, [101])
     assert seen == [1, 1, 1]
 
 
-def test_retry_with_a_new_state_replaces_the_state_then_retries(backend: Any) -> None:
+def test_retry_with_a_new_state_replaces_the_state_then_retries(coflow_backend: Any) -> None:
     seen: list[Any] = []
     events: list[Any] = []
 
@@ -134,7 +135,7 @@ def test_retry_with_a_new_state_replaces_the_state_then_retries(backend: Any) ->
     def body() -> FlowGenerator:
         yield run(fn, retries=5)
 
-    runner = coflow.start(body, initial_state=0, notify=events.append, backend=backend)
+    runner = coflow.start(body, initial_state=0, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 30
     assert seen == [0, 1, 2, 3]
@@ -147,37 +148,40 @@ def test_retry_with_a_new_state_replaces_the_state_then_retries(backend: Any) ->
     ]
 
 
-def test_retry_with_no_retries_left_raises_retries_exhausted(backend: Any) -> None:
-    error = catch(backend, run(lambda state: Retry()))
+def test_retry_with_no_retries_left_raises_retries_exhausted(coflow_backend: Any) -> None:
+    error = catch(coflow_backend, run(lambda state: Retry()))
 
     assert isinstance(error, RetriesExhausted)
 
 
-def test_error_with_an_exception_reason_raises_that_exception(backend: Any) -> None:
+def test_error_with_an_exception_reason_raises_that_exception(coflow_backend: Any) -> None:
     reason = PermissionError("no access")
 
-    error = catch(backend, run(lambda state: Error(reason)))
+    error = catch(coflow_backend, run(lambda state: Error(reason)))
 
     assert error is reason
 
 
-def test_error_with_another_reason_raises_step_failed(backend: Any) -> None:
-    error = catch(backend, run(lambda state: Error("quota exceeded")))
+def test_error_with_another_reason_raises_step_failed(coflow_backend: Any) -> None:
+    error = catch(coflow_backend, run(lambda state: Error("quota exceeded")))
 
     assert isinstance(error, StepFailed)
     assert error.reason == "quota exceeded"
 
 
-def test_error_results_are_retried(backend: Any) -> None:
+def test_error_results_are_retried(coflow_backend: Any) -> None:
     answers = iter([Error("busy"), Error(TimeoutError("slow")), Ok("done")])
 
-    assert run_once(backend, run(lambda state: next(answers), retries=2)) == ("done", ["done"])
+    assert run_once(coflow_backend, run(lambda state: next(answers), retries=2)) == (
+        "done",
+        ["done"],
+    )
 
 
-def test_exhausted_error_results_report_the_last_reason(backend: Any) -> None:
+def test_exhausted_error_results_report_the_last_reason(coflow_backend: Any) -> None:
     answers = iter([Error("busy"), Error("still busy")])
 
-    error = catch(backend, run(lambda state: next(answers), retries=1))
+    error = catch(coflow_backend, run(lambda state: next(answers), retries=1))
 
     assert isinstance(error, RetriesExhausted)
     assert isinstance(error.last_error, StepFailed)
@@ -185,7 +189,7 @@ def test_exhausted_error_results_report_the_last_reason(backend: Any) -> None:
     assert error.__cause__ is error.last_error
 
 
-def test_run_gives_fn_the_current_state(backend: Any) -> None:
+def test_run_gives_fn_the_current_state(coflow_backend: Any) -> None:
     seen: list[Any] = []
 
     def fn(state: Any) -> None:
@@ -197,17 +201,17 @@ def test_run_gives_fn_the_current_state(backend: Any) -> None:
         yield set_state(lambda state: {**state, "book_id": "b2"})
         yield run(fn)
 
-    coflow.start(body, initial_state={"book_id": None}, backend=backend).result(timeout=5)
+    coflow.start(body, initial_state={"book_id": None}, backend=coflow_backend).result(timeout=5)
     assert seen == [{"book_id": "b1"}, {"book_id": "b2"}]
 
 
-def test_each_retry_sees_the_state_as_it_is_then(backend: Any, after: After) -> None:
+def test_each_retry_sees_the_state_as_it_is_then(coflow_backend: Any, after: After) -> None:
     attempts = Attempts(succeed_on=2)
 
     def body() -> FlowGenerator:
         yield run(attempts, retries=1, base_delay=0.2)
 
-    runner = coflow.start(body, initial_state={"token": "old"}, backend=backend)
+    runner = coflow.start(body, initial_state={"token": "old"}, backend=coflow_backend)
     after(0.1, lambda: runner.signal(lambda state: {"token": "new"}))
 
     assert runner.result(timeout=5) == "succeeded on attempt 2"
@@ -217,17 +221,17 @@ def test_each_retry_sees_the_state_as_it_is_then(backend: Any, after: After) -> 
 # --- retries ---------------------------------------------------------------------------------
 
 
-def test_caravela_run_retried_succeeds_on_the_3rd_attempt(backend: Any) -> None:
+def test_caravela_run_retried_succeeds_on_the_3rd_attempt(coflow_backend: Any) -> None:
     attempts = Attempts(succeed_on=3)
 
-    final, results = run_once(backend, run(attempts, retries=3), initial_state="start")
+    final, results = run_once(coflow_backend, run(attempts, retries=3), initial_state="start")
 
     assert attempts.count == 3
     assert attempts.states == ["start", "start", "start"]
     assert (final, results) == ("succeeded on attempt 3", ["succeeded on attempt 3"])
 
 
-def test_caravela_an_error_without_retries_fails_the_flow(backend: Any) -> None:
+def test_caravela_an_error_without_retries_fails_the_flow(coflow_backend: Any) -> None:
     failure = ConnectionError("service down")
     caught: list[BaseException] = []
     events: list[Any] = []
@@ -242,13 +246,13 @@ def test_caravela_an_error_without_retries_fails_the_flow(backend: Any) -> None:
         except ConnectionError as error:
             caught.append(error)
 
-    coflow.start(catching, backend=backend).result(timeout=5)
+    coflow.start(catching, backend=coflow_backend).result(timeout=5)
     assert caught == [failure] and caught[0] is failure
 
     def uncaught() -> FlowGenerator:
         yield run(fail)
 
-    runner = coflow.start(uncaught, notify=events.append, backend=backend)
+    runner = coflow.start(uncaught, notify=events.append, backend=coflow_backend)
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -258,10 +262,10 @@ def test_caravela_an_error_without_retries_fails_the_flow(backend: Any) -> None:
     assert events[0].reason is failure
 
 
-def test_caravela_exhausted_retries_fail_it(backend: Any) -> None:
+def test_caravela_exhausted_retries_fail_it(coflow_backend: Any) -> None:
     attempts = Attempts()
 
-    error = catch(backend, run(attempts, retries=2))
+    error = catch(coflow_backend, run(attempts, retries=2))
 
     assert attempts.count == 3
     assert isinstance(error, RetriesExhausted)
@@ -272,14 +276,14 @@ def test_caravela_exhausted_retries_fail_it(backend: Any) -> None:
     def uncaught() -> FlowGenerator:
         yield run(Attempts(), retries=2)
 
-    runner = coflow.start(uncaught, backend=backend)
+    runner = coflow.start(uncaught, backend=coflow_backend)
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
     assert isinstance(failed.value.__cause__, RetriesExhausted)
     assert runner.status == "failed"
 
 
-def test_retry_on_retries_only_the_listed_exceptions(backend: Any) -> None:
+def test_retry_on_retries_only_the_listed_exceptions(coflow_backend: Any) -> None:
     errors = iter([ConnectionError("flaky"), ValueError("bad input")])
     calls: list[Any] = []
 
@@ -287,7 +291,7 @@ def test_retry_on_retries_only_the_listed_exceptions(backend: Any) -> None:
         calls.append(state)
         raise next(errors)
 
-    error = catch(backend, run(fn, retries=5, retry_on=(ConnectionError,)))
+    error = catch(coflow_backend, run(fn, retries=5, retry_on=(ConnectionError,)))
 
     # The ConnectionError was retried; the ValueError failed at once, as itself.
     assert len(calls) == 2
@@ -303,10 +307,10 @@ BACKOFF_SCHEDULES = {
 
 
 @pytest.mark.parametrize("backoff", list(BACKOFF_SCHEDULES))
-def test_backoff_schedules(backend: Any, timeline: Any, backoff: str) -> None:
+def test_backoff_schedules(coflow_backend: Any, timeline: Any, backoff: str) -> None:
     attempts = Attempts(timeline=timeline)
 
-    error = catch(backend, run(attempts, retries=4, backoff=backoff, base_delay=0.025))
+    error = catch(coflow_backend, run(attempts, retries=4, backoff=backoff, base_delay=0.025))
 
     assert isinstance(error, RetriesExhausted)
     expected = BACKOFF_SCHEDULES[backoff]
@@ -322,7 +326,7 @@ def test_backoff_schedules(backend: Any, timeline: Any, backoff: str) -> None:
     ids=["exponential", "linear"],
 )
 def test_max_delay_caps_the_delay(
-    backend: Any,
+    coflow_backend: Any,
     timeline: Any,
     backoff: str,
     base_delay: float,
@@ -333,14 +337,14 @@ def test_max_delay_caps_the_delay(
     attempts = Attempts(timeline=timeline)
 
     catch(
-        backend,
+        coflow_backend,
         run(attempts, retries=retries, backoff=backoff, base_delay=base_delay, max_delay=cap),
     )
 
     timeline.assert_matches([(moment, ("attempt", n)) for n, moment in enumerate(expected, 1)])
 
 
-def test_backoff_may_be_a_function_of_the_retry_number(backend: Any, timeline: Any) -> None:
+def test_backoff_may_be_a_function_of_the_retry_number(coflow_backend: Any, timeline: Any) -> None:
     asked: list[int] = []
 
     def squares(k: int) -> float:
@@ -349,7 +353,7 @@ def test_backoff_may_be_a_function_of_the_retry_number(backend: Any, timeline: A
 
     attempts = Attempts(timeline=timeline)
 
-    catch(backend, run(attempts, retries=3, backoff=squares))
+    catch(coflow_backend, run(attempts, retries=3, backoff=squares))
 
     assert set(asked) == {1, 2, 3}
     timeline.assert_matches(
@@ -363,11 +367,14 @@ def test_backoff_may_be_a_function_of_the_retry_number(backend: Any, timeline: A
 
 
 def test_jitter_draws_each_delay_from_zero_to_the_full_delay(
-    backend: Any, timeline: Any, is_virtual: bool, tolerance: float
+    coflow_backend: Any, timeline: Any, is_virtual: bool, tolerance: float
 ) -> None:
     attempts = Attempts(timeline=timeline)
 
-    catch(backend, run(attempts, retries=5, backoff="exponential", base_delay=0.01, jitter=True))
+    catch(
+        coflow_backend,
+        run(attempts, retries=5, backoff="exponential", base_delay=0.01, jitter=True),
+    )
 
     moments = [moment for moment, _ in timeline.entries]
     assert len(moments) == 6
@@ -391,12 +398,12 @@ OPTIONS: dict[str, Any] = {
 
 @pytest.mark.parametrize("form", ["options", "policy"])
 def test_a_retry_policy_works_like_the_separate_options(
-    backend: Any, timeline: Any, form: str
+    coflow_backend: Any, timeline: Any, form: str
 ) -> None:
     attempts = Attempts(timeline=timeline)
     step = run(attempts, retry=POLICY) if form == "policy" else run(attempts, **OPTIONS)
 
-    error = catch(backend, step)
+    error = catch(coflow_backend, step)
 
     assert isinstance(error, RetriesExhausted)
     assert error.last_error is attempts.errors[-1]
@@ -411,7 +418,7 @@ def test_a_retry_policy_works_like_the_separate_options(
 
 
 @pytest.mark.parametrize("form", ["options", "policy"])
-def test_a_retry_policy_keeps_its_retry_on(backend: Any, form: str) -> None:
+def test_a_retry_policy_keeps_its_retry_on(coflow_backend: Any, form: str) -> None:
     calls: list[Any] = []
 
     def fn(state: Any) -> Any:
@@ -420,7 +427,7 @@ def test_a_retry_policy_keeps_its_retry_on(backend: Any, form: str) -> None:
 
     step = run(fn, retry=POLICY) if form == "policy" else run(fn, **OPTIONS)
 
-    error = catch(backend, step)
+    error = catch(coflow_backend, step)
 
     assert isinstance(error, KeyError)
     assert len(calls) == 1
@@ -474,30 +481,32 @@ def slow_then_fast(backend: Any, slow_attempts: int, seconds: float, timeline: A
     return in_thread
 
 
-def test_a_timed_out_attempt_counts_as_an_error_and_is_retried(backend: Any, timeline: Any) -> None:
-    fn = slow_then_fast(backend, slow_attempts=2, seconds=0.25, timeline=timeline)
+def test_a_timed_out_attempt_counts_as_an_error_and_is_retried(
+    coflow_backend: Any, timeline: Any
+) -> None:
+    fn = slow_then_fast(coflow_backend, slow_attempts=2, seconds=0.25, timeline=timeline)
 
-    final, results = run_once(backend, run(fn, retries=2, timeout=0.05))
+    final, results = run_once(coflow_backend, run(fn, retries=2, timeout=0.05))
 
     assert (final, results) == ("fast", ["fast"])
     timeline.assert_matches([(0.0, ("attempt", 1)), (0.05, ("attempt", 2)), (0.1, ("attempt", 3))])
 
 
 def test_a_timed_out_attempt_without_retries_raises_flow_timeout(
-    backend: Any, timeline: Any
+    coflow_backend: Any, timeline: Any
 ) -> None:
-    fn = slow_then_fast(backend, slow_attempts=1, seconds=0.25, timeline=timeline)
+    fn = slow_then_fast(coflow_backend, slow_attempts=1, seconds=0.25, timeline=timeline)
 
-    error = catch(backend, run(fn, timeout=0.05))
+    error = catch(coflow_backend, run(fn, timeout=0.05))
 
     assert isinstance(error, FlowTimeout)
     timeline.assert_matches([(0.0, ("attempt", 1))])
 
 
-def test_timed_out_attempts_exhaust_the_retries(backend: Any, timeline: Any) -> None:
-    fn = slow_then_fast(backend, slow_attempts=2, seconds=0.25, timeline=timeline)
+def test_timed_out_attempts_exhaust_the_retries(coflow_backend: Any, timeline: Any) -> None:
+    fn = slow_then_fast(coflow_backend, slow_attempts=2, seconds=0.25, timeline=timeline)
 
-    error = catch(backend, run(fn, retries=1, timeout=0.05))
+    error = catch(coflow_backend, run(fn, retries=1, timeout=0.05))
 
     assert isinstance(error, RetriesExhausted)
     assert isinstance(error.last_error, FlowTimeout)
@@ -505,7 +514,7 @@ def test_timed_out_attempts_exhaust_the_retries(backend: Any, timeline: Any) -> 
 
 
 def test_an_attempt_that_finishes_within_its_timeout_is_not_timed_out(
-    backend: Any, timeline: Any
+    coflow_backend: Any, timeline: Any
 ) -> None:
     def quick(state: Any) -> Any:
         timeline.log("attempt")
@@ -516,7 +525,7 @@ def test_an_attempt_that_finishes_within_its_timeout_is_not_timed_out(
         yield coflow.wait(0.2)  # past the attempt's deadline: nothing fires
         timeline.log("finished")
 
-    runner = coflow.start(body, initial_state=1, backend=backend)
+    runner = coflow.start(body, initial_state=1, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 2
     timeline.assert_matches([(0.0, "attempt"), (0.2, "finished")])

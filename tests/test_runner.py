@@ -11,9 +11,8 @@ import asyncio
 import concurrent.futures
 import queue
 import threading
-from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from conftest import run_async
@@ -34,13 +33,7 @@ from coflow import (
     wait_until,
 )
 from coflow.backends import backend_names
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
-
+from coflow.testing import After, Timeline
 
 # Module-level flows, so that their names are plain function names.
 
@@ -80,12 +73,12 @@ def append_item(state: tuple[Any, ...], item: Any) -> tuple[Any, ...]:
 # Status
 
 
-def test_status_is_running_until_the_flow_completes(backend: Any, after: After) -> None:
+def test_status_is_running_until_the_flow_completes(coflow_backend: Any, after: After) -> None:
     @coflow.flow(initial_state="idle")
     def short() -> FlowGenerator:
         yield wait(0.1)
 
-    runner = coflow.start(short, backend=backend)
+    runner = coflow.start(short, backend=coflow_backend)
     assert runner.status == "running"
     seen: list[str] = []
     after(0.05, lambda: seen.append(runner.status))
@@ -94,25 +87,25 @@ def test_status_is_running_until_the_flow_completes(backend: Any, after: After) 
     assert runner.status == "done"
 
 
-def test_status_is_failed_after_an_escaping_exception(backend: Any) -> None:
+def test_status_is_failed_after_an_escaping_exception(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=0)
     def broken() -> FlowGenerator:
         yield wait(0.01)
         raise RuntimeError("boom")
 
-    runner = coflow.start(broken, backend=backend)
+    runner = coflow.start(broken, backend=coflow_backend)
     assert runner.status == "running"
     with pytest.raises(FlowFailed):
         runner.result(timeout=5)
     assert runner.status == "failed"
 
 
-def test_status_is_stopped_after_stop(backend: Any, after: After) -> None:
+def test_status_is_stopped_after_stop(coflow_backend: Any, after: After) -> None:
     @coflow.flow(initial_state=0)
     def forever() -> FlowGenerator:
         yield wait_until(lambda s: False)
 
-    runner = coflow.start(forever, backend=backend)
+    runner = coflow.start(forever, backend=coflow_backend)
     after(0.02, runner.stop)
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
@@ -122,25 +115,27 @@ def test_status_is_stopped_after_stop(backend: Any, after: After) -> None:
 # Signals
 
 
-def test_signal_returns_a_future_of_the_new_state(backend: Any) -> None:
+def test_signal_returns_a_future_of_the_new_state(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={"go": False, "n": 1})
     def waiter() -> FlowGenerator:
         yield wait_until(lambda s: s["go"])
 
-    runner = coflow.start(waiter, backend=backend)
+    runner = coflow.start(waiter, backend=coflow_backend)
     future = runner.signal(lambda s: {**s, "go": True})
     assert isinstance(future, concurrent.futures.Future)
     assert runner.result(timeout=5) == {"go": True, "n": 1}
     assert future.result(timeout=0) == {"go": True, "n": 1}
 
 
-def test_raising_signal_leaves_state_unchanged_and_future_holds_the_exception(backend: Any) -> None:
+def test_raising_signal_leaves_state_unchanged_and_future_holds_the_exception(
+    coflow_backend: Any,
+) -> None:
     @coflow.flow(initial_state={"go": False, "n": 1})
     def waiter() -> FlowGenerator:
         yield wait_until(lambda s: s["go"])
 
     events: list[Any] = []
-    runner = coflow.start(waiter, backend=backend, notify=events.append)
+    runner = coflow.start(waiter, backend=coflow_backend, notify=events.append)
     error = LookupError("no such book")
 
     def explode(state: Any) -> Any:
@@ -163,7 +158,9 @@ def test_raising_signal_leaves_state_unchanged_and_future_holds_the_exception(ba
     assert events[0].state == {"go": True, "n": 1}
 
 
-def test_signals_from_many_threads_are_all_applied_each_thread_in_order(backend: Any) -> None:
+def test_signals_from_many_threads_are_all_applied_each_thread_in_order(
+    coflow_backend: Any,
+) -> None:
     threads_count, per_thread = 4, 200
     total = threads_count * per_thread
 
@@ -171,7 +168,7 @@ def test_signals_from_many_threads_are_all_applied_each_thread_in_order(backend:
     def collector() -> FlowGenerator:
         yield wait_until(lambda s: len(s) == total)
 
-    runner = coflow.start(collector, backend=backend)
+    runner = coflow.start(collector, backend=coflow_backend)
     futures: dict[int, list[concurrent.futures.Future[Any]]] = {t: [] for t in range(threads_count)}
     barrier = threading.Barrier(threads_count)
 
@@ -204,10 +201,10 @@ def test_signals_from_many_threads_are_all_applied_each_thread_in_order(backend:
 
 
 def test_get_state_while_blocked_caravela_case(
-    backend: Any, after: After, timeline: Timeline
+    coflow_backend: Any, after: After, timeline: Timeline
 ) -> None:
     runner = coflow.start(
-        sync_book, initial_state={"dirty": False, "book_id": "abc"}, backend=backend
+        sync_book, initial_state={"dirty": False, "book_id": "abc"}, backend=coflow_backend
     )
     snapshots: list[Any] = []
 
@@ -224,7 +221,7 @@ def test_get_state_while_blocked_caravela_case(
     assert runner.get_state() == {"dirty": False, "book_id": "abc"}
 
 
-def test_initial_state_overrides_the_declared_one_caravela_case(backend: Any) -> None:
+def test_initial_state_overrides_the_declared_one_caravela_case(coflow_backend: Any) -> None:
     pushed: list[Any] = []
 
     def push_book(state: Any) -> Ok[Any]:
@@ -239,32 +236,32 @@ def test_initial_state_overrides_the_declared_one_caravela_case(backend: Any) ->
         yield run(push_book, retries=3, backoff="exponential", base_delay=0.02)
 
     runner = coflow.start(
-        sync_once, initial_state={"dirty": True, "book_id": "abc"}, backend=backend
+        sync_once, initial_state={"dirty": True, "book_id": "abc"}, backend=coflow_backend
     )
     # Declared state would block forever in wait_until; the override lets it sync at once.
     assert runner.result(timeout=5) == {"dirty": False, "book_id": "abc"}
     assert pushed == ["abc"]
 
 
-def test_none_is_a_legal_initial_state_override(backend: Any) -> None:
+def test_none_is_a_legal_initial_state_override(coflow_backend: Any) -> None:
     @coflow.flow(initial_state="declared")
     def reader() -> FlowGenerator:
         state = yield coflow.get_state()
         yield set_state(lambda s: ("seen", state))
 
-    runner = coflow.start(reader, initial_state=None, backend=backend)
+    runner = coflow.start(reader, initial_state=None, backend=coflow_backend)
     assert runner.result(timeout=5) == ("seen", None)
 
 
 # Stop
 
 
-def test_stop_after_completion_changes_nothing(backend: Any) -> None:
+def test_stop_after_completion_changes_nothing(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=0)
     def quick() -> FlowGenerator:
         yield set_state(lambda s: s + 1)
 
-    runner = coflow.start(quick, backend=backend)
+    runner = coflow.start(quick, backend=coflow_backend)
     assert runner.result(timeout=5) == 1
     runner.stop()
     assert runner.status == "done"
@@ -274,20 +271,20 @@ def test_stop_after_completion_changes_nothing(backend: Any) -> None:
 # Results
 
 
-def test_result_returns_the_final_state(backend: Any) -> None:
+def test_result_returns_the_final_state(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={"n": 0})
     def counting() -> FlowGenerator:
         for _ in range(3):
             yield wait(0.01)
             yield set_state(lambda s: {"n": s["n"] + 1})
 
-    runner = coflow.start(counting, backend=backend)
+    runner = coflow.start(counting, backend=coflow_backend)
     assert runner.result(timeout=5) == {"n": 3}
     # Asking again gives the same answer.
     assert runner.result(timeout=5) == {"n": 3}
 
 
-def test_result_raises_flow_failed_with_the_reason_as_cause(backend: Any) -> None:
+def test_result_raises_flow_failed_with_the_reason_as_cause(coflow_backend: Any) -> None:
     reason = RuntimeError("disk full")
 
     def write(state: Any) -> Any:
@@ -298,7 +295,7 @@ def test_result_raises_flow_failed_with_the_reason_as_cause(backend: Any) -> Non
         yield wait(0.01)
         yield run(write)
 
-    runner = coflow.start(writer, backend=backend)
+    runner = coflow.start(writer, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     assert excinfo.value.__cause__ is reason
@@ -307,20 +304,20 @@ def test_result_raises_flow_failed_with_the_reason_as_cause(backend: Any) -> Non
     assert again.value.__cause__ is reason
 
 
-def test_result_raises_flow_stopped_for_a_stopped_flow(backend: Any, after: After) -> None:
+def test_result_raises_flow_stopped_for_a_stopped_flow(coflow_backend: Any, after: After) -> None:
     @coflow.flow(initial_state=0)
     def forever() -> FlowGenerator:
         while True:
             yield wait(0.01)
 
-    runner = coflow.start(forever, backend=backend)
+    runner = coflow.start(forever, backend=coflow_backend)
     after(0.035, runner.stop)
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
 
 
 def test_an_await_abandoned_with_its_loop_does_not_disturb_the_flow(
-    backend: Any, is_virtual: bool
+    coflow_backend: Any, is_virtual: bool
 ) -> None:
     if is_virtual:
         pytest.skip("awaiting on the virtual clock drives the flow to its end at once")
@@ -330,13 +327,13 @@ def test_an_await_abandoned_with_its_loop_does_not_disturb_the_flow(
         yield wait(0.2)
         yield set_state(lambda s: s + 1)
 
-    runner = coflow.start(slow, backend=backend)
+    runner = coflow.start(slow, backend=coflow_backend)
 
     async def main() -> None:
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(runner.wait(), 0.01)
 
-    run_async(backend, main)  # its loop is closed when the flow ends
+    run_async(coflow_backend, main)  # its loop is closed when the flow ends
     assert runner.result(timeout=5) == 1
 
 
@@ -350,8 +347,8 @@ def test_events_taken_right_after_start_on_the_virtual_clock_include_the_first_s
     assert [(type(e), e.state) for e in received] == [(FlowState, 1), (FlowDone, 1)]
 
 
-def test_events_as_a_sync_iterator(backend: Any) -> None:
-    runner = coflow.start(count_after_go, backend=backend)
+def test_events_as_a_sync_iterator(coflow_backend: Any) -> None:
+    runner = coflow.start(count_after_go, backend=coflow_backend)
     events = runner.events()
     runner.signal(go)
     assert runner.result(timeout=5) == 2
@@ -361,9 +358,9 @@ def test_events_as_a_sync_iterator(backend: Any) -> None:
     assert all(e.runner is runner for e in received)
 
 
-def test_events_as_an_async_iterator(backend: Any) -> None:
+def test_events_as_an_async_iterator(coflow_backend: Any) -> None:
     async def main() -> tuple[Any, list[Any], coflow.Runner]:
-        runner = coflow.start(count_after_go, backend=backend)
+        runner = coflow.start(count_after_go, backend=coflow_backend)
         events = runner.events()
         runner.signal(go)
 
@@ -374,14 +371,14 @@ def test_events_as_an_async_iterator(backend: Any) -> None:
         final = await runner.wait()
         return final, await asyncio.wait_for(collecting, 5), runner
 
-    final, received, runner = run_async(backend, main)
+    final, received, runner = run_async(coflow_backend, main)
     assert final == 2
     assert [type(e) for e in received] == [FlowState, FlowState, FlowDone]
     assert [e.state for e in received] == [1, 2, 2]
     assert all(e.runner is runner for e in received)
 
 
-def test_events_end_with_flow_error_for_a_failing_flow(backend: Any) -> None:
+def test_events_end_with_flow_error_for_a_failing_flow(coflow_backend: Any) -> None:
     reason = RuntimeError("crash")
 
     @coflow.flow(initial_state=0)
@@ -389,7 +386,7 @@ def test_events_end_with_flow_error_for_a_failing_flow(backend: Any) -> None:
         yield wait_until(lambda s: s >= 1)
         raise reason
 
-    runner = coflow.start(crashing, backend=backend)
+    runner = coflow.start(crashing, backend=coflow_backend)
     events = runner.events()
     runner.signal(go)
     with pytest.raises(FlowFailed):
@@ -399,7 +396,7 @@ def test_events_end_with_flow_error_for_a_failing_flow(backend: Any) -> None:
     assert received[-1].reason is reason
 
 
-def test_notify_callable_gets_changes_in_order_and_skips_equal_states(backend: Any) -> None:
+def test_notify_callable_gets_changes_in_order_and_skips_equal_states(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={"n": 0})
     def changing() -> FlowGenerator:
         yield set_state(lambda s: {"n": 1})
@@ -409,14 +406,14 @@ def test_notify_callable_gets_changes_in_order_and_skips_equal_states(backend: A
         yield set_state(lambda s: {"n": 2})
 
     events: list[Any] = []
-    runner = coflow.start(changing, backend=backend, notify=events.append)
+    runner = coflow.start(changing, backend=coflow_backend, notify=events.append)
     assert runner.result(timeout=5) == {"n": 2}
     assert [type(e) for e in events] == [FlowState, FlowState, FlowDone]
     assert [e.state for e in events] == [{"n": 1}, {"n": 2}, {"n": 2}]
     assert all(e.runner is runner for e in events)
 
 
-def test_notify_queue_gets_events_in_order(backend: Any) -> None:
+def test_notify_queue_gets_events_in_order(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=0)
     def counting() -> FlowGenerator:
         yield set_state(lambda s: s + 1)
@@ -424,7 +421,7 @@ def test_notify_queue_gets_events_in_order(backend: Any) -> None:
         yield set_state(lambda s: s + 1)
 
     inbox: queue.Queue[Any] = queue.Queue()
-    runner = coflow.start(counting, backend=backend, notify=inbox)
+    runner = coflow.start(counting, backend=coflow_backend, notify=inbox)
     assert runner.result(timeout=5) == 2
     received = []
     while True:
@@ -437,7 +434,7 @@ def test_notify_queue_gets_events_in_order(backend: Any) -> None:
     assert all(e.runner is runner for e in received)
 
 
-def test_notify_gets_flow_error_with_the_reason(backend: Any) -> None:
+def test_notify_gets_flow_error_with_the_reason(coflow_backend: Any) -> None:
     reason = KeyError("book")
 
     @coflow.flow(initial_state=0)
@@ -446,7 +443,7 @@ def test_notify_gets_flow_error_with_the_reason(backend: Any) -> None:
         raise reason
 
     events: list[Any] = []
-    runner = coflow.start(crashing, backend=backend, notify=events.append)
+    runner = coflow.start(crashing, backend=coflow_backend, notify=events.append)
     with pytest.raises(FlowFailed):
         runner.result(timeout=5)
     assert [type(e) for e in events] == [FlowState, FlowError]
@@ -455,7 +452,7 @@ def test_notify_gets_flow_error_with_the_reason(backend: Any) -> None:
 
 
 def test_raising_notify_does_not_disturb_the_flow(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls: list[Any] = []
 
@@ -463,7 +460,7 @@ def test_raising_notify_does_not_disturb_the_flow(
         calls.append(event)
         raise RuntimeError("listener broke")
 
-    runner = coflow.start(named_flow, backend=backend, notify=bad_listener)
+    runner = coflow.start(named_flow, backend=coflow_backend, notify=bad_listener)
     assert runner.result(timeout=5) == 1
     assert [type(e) for e in calls] == [FlowState, FlowDone]
     assert runner.status == "done"
@@ -477,18 +474,18 @@ def test_raising_notify_does_not_disturb_the_flow(
 # Identity
 
 
-def test_runner_ids_are_unique(backend: Any) -> None:
-    runners = [coflow.start(named_flow, backend=backend) for _ in range(5)]
+def test_runner_ids_are_unique(coflow_backend: Any) -> None:
+    runners = [coflow.start(named_flow, backend=coflow_backend) for _ in range(5)]
     for runner in runners:
         runner.result(timeout=5)
     assert len({runner.id for runner in runners}) == 5
 
 
-def test_runner_name_is_given_or_the_flows_name(backend: Any) -> None:
-    given = coflow.start(named_flow, backend=backend, name="nightly import")
-    declared = coflow.start(named_flow, backend=backend)
+def test_runner_name_is_given_or_the_flows_name(coflow_backend: Any) -> None:
+    given = coflow.start(named_flow, backend=coflow_backend, name="nightly import")
+    declared = coflow.start(named_flow, backend=coflow_backend)
     from_function = coflow.start(
-        sync_book, initial_state={"dirty": True, "book_id": 1}, backend=backend
+        sync_book, initial_state={"dirty": True, "book_id": 1}, backend=coflow_backend
     )
     for runner in (given, declared, from_function):
         runner.result(timeout=5)
@@ -497,8 +494,8 @@ def test_runner_name_is_given_or_the_flows_name(backend: Any) -> None:
     assert from_function.name == "sync_book"
 
 
-def test_runner_flow_is_the_flow_started(backend: Any) -> None:
-    runner = coflow.start(named_flow, backend=backend)
+def test_runner_flow_is_the_flow_started(coflow_backend: Any) -> None:
+    runner = coflow.start(named_flow, backend=coflow_backend)
     runner.result(timeout=5)
     assert runner.flow is named_flow
     assert isinstance(runner.flow, coflow.Flow)

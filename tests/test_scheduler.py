@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -21,10 +21,7 @@ from coflow import (
     wait_until,
 )
 from coflow.backends.virtual import VirtualBackend
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
+from coflow.testing import Timeline
 
 DEPTH = 10_000  # far beyond Python's default recursion limit of 1,000
 
@@ -60,17 +57,17 @@ def nest_blocking(n: int, cleaned: list[Any]) -> Generator[Any, Any, None]:
 # Depth
 
 
-def test_sub_flows_nested_ten_thousand_deep(backend: Any) -> None:
+def test_sub_flows_nested_ten_thousand_deep(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=None)
     def deep() -> FlowGenerator:
         depth = yield nest(DEPTH)
         yield set_state(lambda s: depth)
 
-    runner = coflow.start(deep, backend=backend)
+    runner = coflow.start(deep, backend=coflow_backend)
     assert runner.result(timeout=5) == DEPTH
 
 
-def test_error_at_the_bottom_of_ten_thousand_sub_flows_reaches_the_top(backend: Any) -> None:
+def test_error_at_the_bottom_of_ten_thousand_sub_flows_reaches_the_top(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=None)
     def deep() -> FlowGenerator:
         try:
@@ -79,22 +76,22 @@ def test_error_at_the_bottom_of_ten_thousand_sub_flows_reaches_the_top(backend: 
             message = str(err)
             yield set_state(lambda s: ("caught at the top", message))
 
-    runner = coflow.start(deep, backend=backend)
+    runner = coflow.start(deep, backend=coflow_backend)
     assert runner.result(timeout=5) == ("caught at the top", "bottom of the stack")
 
 
-def test_uncaught_error_ten_thousand_sub_flows_deep_fails_the_flow(backend: Any) -> None:
+def test_uncaught_error_ten_thousand_sub_flows_deep_fails_the_flow(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=None)
     def deep() -> FlowGenerator:
         yield nest_failing(DEPTH)
 
-    runner = coflow.start(deep, backend=backend)
+    runner = coflow.start(deep, backend=coflow_backend)
     with pytest.raises(FlowFailed) as excinfo:
         runner.result(timeout=5)
     assert isinstance(excinfo.value.__cause__, LookupError)
 
 
-def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(backend: Any) -> None:
+def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(coflow_backend: Any) -> None:
     cleaned: list[Any] = []
 
     @coflow.flow(initial_state=None)
@@ -108,7 +105,7 @@ def test_stop_cancels_all_ten_thousand_sub_flows_innermost_first(backend: Any) -
         if isinstance(event, coflow.FlowState) and event.state == "deepest":
             event.runner.stop()  # every level is nested by now, however slow the machine
 
-    runner = coflow.start(deep, backend=backend, notify=stop_once_deepest)
+    runner = coflow.start(deep, backend=coflow_backend, notify=stop_once_deepest)
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
     assert cleaned == [*range(DEPTH + 1), "root"]
@@ -121,7 +118,7 @@ def _deep_sequence() -> coflow.Step[Any]:
     return step
 
 
-def test_sequence_nested_ten_thousand_deep_yielded_from_a_generator(backend: Any) -> None:
+def test_sequence_nested_ten_thousand_deep_yielded_from_a_generator(coflow_backend: Any) -> None:
     step = _deep_sequence()
 
     @coflow.flow(initial_state=0)
@@ -129,17 +126,17 @@ def test_sequence_nested_ten_thousand_deep_yielded_from_a_generator(backend: Any
         last = yield step
         yield set_state(lambda s: (s, last))
 
-    runner = coflow.start(deep, backend=backend)
+    runner = coflow.start(deep, backend=coflow_backend)
     assert runner.result(timeout=5) == (DEPTH, DEPTH)
 
 
-def test_sequence_nested_ten_thousand_deep_as_a_step_tree_flow(backend: Any) -> None:
+def test_sequence_nested_ten_thousand_deep_as_a_step_tree_flow(coflow_backend: Any) -> None:
     tree = coflow.flow(_deep_sequence(), initial_state=0, name="deep_tree")
-    runner = coflow.start(tree, backend=backend)
+    runner = coflow.start(tree, backend=coflow_backend)
     assert runner.result(timeout=5) == DEPTH
 
 
-def test_singly_wrapped_sequence_ten_thousand_deep(backend: Any) -> None:
+def test_singly_wrapped_sequence_ten_thousand_deep(coflow_backend: Any) -> None:
     step: coflow.Step[Any] = set_state(lambda s: s + 1)
     for _ in range(DEPTH):
         step = sequence(step)
@@ -148,14 +145,14 @@ def test_singly_wrapped_sequence_ten_thousand_deep(backend: Any) -> None:
     def deep() -> FlowGenerator:
         yield step
 
-    runner = coflow.start(deep, backend=backend)
+    runner = coflow.start(deep, backend=coflow_backend)
     assert runner.result(timeout=5) == 42
 
 
 # Fairness
 
 
-def test_never_blocking_flow_lets_other_ready_flows_progress(backend: Any) -> None:
+def test_never_blocking_flow_lets_other_ready_flows_progress(coflow_backend: Any) -> None:
     limit = 50_000
     neighbour_done = threading.Event()
 
@@ -178,10 +175,10 @@ def test_never_blocking_flow_lets_other_ready_flows_progress(backend: Any) -> No
 
     def start_both(_: Any) -> None:
         # From the scheduler, so the busy flow cannot run ahead before the neighbour starts.
-        runners["busy"] = coflow.start(busy_loop, backend=backend)
-        runners["other"] = coflow.start(neighbour, backend=backend)
+        runners["busy"] = coflow.start(busy_loop, backend=coflow_backend)
+        runners["other"] = coflow.start(neighbour, backend=coflow_backend)
 
-    coflow.start(set_state(start_both), backend=backend).result(timeout=5)
+    coflow.start(set_state(start_both), backend=coflow_backend).result(timeout=5)
     assert runners["other"].result(timeout=5) == 3
     final_busy_count = runners["busy"].result(timeout=5)
     # The neighbour ran all its steps while the busy flow was still going.
@@ -190,7 +187,7 @@ def test_never_blocking_flow_lets_other_ready_flows_progress(backend: Any) -> No
     assert final_busy_count < limit
 
 
-def test_never_blocking_flow_does_not_stop_timers(backend: Any, is_virtual: bool) -> None:
+def test_never_blocking_flow_does_not_stop_timers(coflow_backend: Any, is_virtual: bool) -> None:
     neighbour_done = threading.Event()
 
     @coflow.flow(initial_state=0, name="busy_loop")
@@ -215,8 +212,8 @@ def test_never_blocking_flow_does_not_stop_timers(backend: Any, is_virtual: bool
             other.result(timeout=5)
         return
 
-    busy = coflow.start(busy_loop, backend=backend)
-    other = coflow.start(ticker, backend=backend)
+    busy = coflow.start(busy_loop, backend=coflow_backend)
+    other = coflow.start(ticker, backend=coflow_backend)
     assert other.result(timeout=5) == 3
     assert busy.result(timeout=5) > 0
 
@@ -224,7 +221,9 @@ def test_never_blocking_flow_does_not_stop_timers(backend: Any, is_virtual: bool
 # Ordering
 
 
-def test_ready_flows_run_in_the_order_they_were_started(backend: Any, timeline: Timeline) -> None:
+def test_ready_flows_run_in_the_order_they_were_started(
+    coflow_backend: Any, timeline: Timeline
+) -> None:
     def make(label: str) -> coflow.Flow:
         @coflow.flow(initial_state=0, name=label)
         def logger() -> FlowGenerator:
@@ -235,7 +234,7 @@ def test_ready_flows_run_in_the_order_they_were_started(backend: Any, timeline: 
 
         return logger
 
-    runners = [coflow.start(make(label), backend=backend) for label in "ABC"]
+    runners = [coflow.start(make(label), backend=coflow_backend) for label in "ABC"]
     for runner in runners:
         runner.result(timeout=5)
     timeline.assert_matches(

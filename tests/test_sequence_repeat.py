@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 import coflow
 from coflow import FlowGenerator, get_state, repeat, sequence, set_state, wait
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
+from coflow.testing import After, Timeline
 
 
 def test_sequence_runs_steps_in_order_and_gives_the_last_result(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     results: list[Any] = []
 
@@ -32,7 +28,7 @@ def test_sequence_runs_steps_in_order_and_gives_the_last_result(
         timeline.log(("typed sequence gave", typed))
         results.append((result, typed))
 
-    runner = coflow.start(main, initial_state=1, backend=backend)
+    runner = coflow.start(main, initial_state=1, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 20
     assert results == [(20, 20)]
@@ -40,7 +36,7 @@ def test_sequence_runs_steps_in_order_and_gives_the_last_result(
 
 
 def test_repeat_times_runs_the_body_that_many_times_and_gives_none(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def body() -> FlowGenerator:
         state = yield set_state(lambda n: n + 1)
@@ -54,7 +50,7 @@ def test_repeat_times_runs_the_body_that_many_times_and_gives_none(
         never = yield repeat(set_state(lambda n: n + 1000), times=0)
         timeline.log(("after", step_result, never))
 
-    runner = coflow.start(main, initial_state=0, backend=backend)
+    runner = coflow.start(main, initial_state=0, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 12
     timeline.assert_matches(
@@ -69,14 +65,14 @@ def test_repeat_times_runs_the_body_that_many_times_and_gives_none(
 
 
 def test_repeat_without_times_runs_until_the_flow_is_stopped(
-    backend: Any, timeline: Timeline, after: After
+    coflow_backend: Any, timeline: Timeline, after: After
 ) -> None:
     def tick(n: int) -> int:
         timeline.log(("tick", n + 1))
         return n + 1
 
     forever = coflow.flow(repeat(sequence(wait(0.1), set_state(tick))), initial_state=0)
-    runner = coflow.start(forever, backend=backend)
+    runner = coflow.start(forever, backend=coflow_backend)
     after(0.35, lambda: runner.stop())
 
     with pytest.raises(coflow.FlowStopped):
@@ -86,7 +82,9 @@ def test_repeat_without_times_runs_until_the_flow_is_stopped(
     timeline.assert_matches([(0.1, ("tick", 1)), (0.2, ("tick", 2)), (0.3, ("tick", 3))])
 
 
-def test_a_generator_object_as_repeat_body_is_a_type_error_that_says_so(backend: Any) -> None:
+def test_a_generator_object_as_repeat_body_is_a_type_error_that_says_so(
+    coflow_backend: Any,
+) -> None:
     caught: list[BaseException] = []
 
     def body() -> FlowGenerator:
@@ -101,7 +99,7 @@ def test_a_generator_object_as_repeat_body_is_a_type_error_that_says_so(backend:
         finally:
             generator.close()
 
-    runner = coflow.start(main, backend=backend)
+    runner = coflow.start(main, backend=coflow_backend)
     runner.result(timeout=5)
 
     assert len(caught) == 1
@@ -109,7 +107,7 @@ def test_a_generator_object_as_repeat_body_is_a_type_error_that_says_so(backend:
 
 
 def test_a_yielded_generator_object_runs_as_a_sub_flow_on_the_same_state(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     def append(item: Any) -> Callable[[list[Any]], list[Any]]:
         return lambda items: [*items, item]
@@ -132,7 +130,7 @@ def test_a_yielded_generator_object_runs_as_a_sub_flow_on_the_same_state(
         second = yield from child("b", 0.05)
         timeline.log(("returned", first, second))
 
-    runner = coflow.start(main, initial_state=[], backend=backend)
+    runner = coflow.start(main, initial_state=[], backend=coflow_backend)
 
     assert runner.result(timeout=5) == ["parent", "a", "grandchild", "b", "grandchild"]
     timeline.assert_matches(
@@ -144,7 +142,7 @@ def test_a_yielded_generator_object_runs_as_a_sub_flow_on_the_same_state(
     )
 
 
-def test_a_step_tree_is_a_flow(backend: Any, timeline: Timeline) -> None:
+def test_a_step_tree_is_a_flow(coflow_backend: Any, timeline: Timeline) -> None:
     def mark(label: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         def update(state: dict[str, Any]) -> dict[str, Any]:
             timeline.log(label)
@@ -162,7 +160,7 @@ def test_a_step_tree_is_a_flow(backend: Any, timeline: Timeline) -> None:
         initial_state={"log": []},
         name="step-tree",
     )
-    runner = coflow.start(tree, backend=backend)
+    runner = coflow.start(tree, backend=coflow_backend)
 
     assert runner.name == "step-tree"
     assert runner.result(timeout=5) == {"log": ["start", "tick", "tick", "end"]}

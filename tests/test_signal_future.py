@@ -18,8 +18,6 @@ import pytest
 from conftest import (
     REAL_BACKENDS,
     backend_params,
-    loop_in_thread,
-    make_backend,
     needs_gevent,
     run_async,
 )
@@ -27,6 +25,7 @@ from conftest import (
 import coflow
 from coflow import wait_until
 from coflow.backends.virtual import VirtualBackend
+from coflow.pytest_plugin import open_backend
 
 
 def _blocked_runner() -> tuple[VirtualBackend, coflow.Runner]:
@@ -150,23 +149,23 @@ def _waits() -> Iterator[Any]:
 
 @pytest.fixture(params=backend_params(REAL_BACKENDS))
 def real_backend(request: pytest.FixtureRequest) -> Iterator[Any]:
-    with make_backend(request.param) as made:
+    with open_backend(request.param) as made:
         yield made
 
 
-def test_awaiting_the_future_gives_the_new_state(backend: Any) -> None:
-    runner = coflow.start(_waits, initial_state=0, backend=backend)
+def test_awaiting_the_future_gives_the_new_state(coflow_backend: Any) -> None:
+    runner = coflow.start(_waits, initial_state=0, backend=coflow_backend)
 
     async def main() -> tuple[Any, Any]:
         future = runner.signal(_add(1))
         return await future, await future  # a settled future gives its outcome again
 
-    assert run_async(backend, main) == (1, 1)
+    assert run_async(coflow_backend, main) == (1, 1)
     runner.stop()
 
 
-def test_awaiting_a_raising_signal_raises_its_error(backend: Any) -> None:
-    runner = coflow.start(_waits, initial_state=0, backend=backend)
+def test_awaiting_a_raising_signal_raises_its_error(coflow_backend: Any) -> None:
+    runner = coflow.start(_waits, initial_state=0, backend=coflow_backend)
     error = ValueError("bad signal")
 
     def fail(state: int) -> int:
@@ -177,16 +176,15 @@ def test_awaiting_a_raising_signal_raises_its_error(backend: Any) -> None:
             await runner.signal(fail)
         return raised.value
 
-    assert run_async(backend, main) is error
+    assert run_async(coflow_backend, main) is error
     assert runner.get_state() == 0
     runner.stop()
 
 
 def test_result_on_the_asyncio_loops_thread_raises_at_once_and_await_works() -> None:
-    from coflow.backends.asyncio import AsyncioBackend
-
-    with loop_in_thread() as loop:
-        runner = coflow.start(_waits, initial_state=0, backend=AsyncioBackend(loop))
+    with open_backend("asyncio") as backend:
+        loop = backend.loop  # type: ignore[attr-defined]
+        runner = coflow.start(_waits, initial_state=0, backend=backend)
 
         async def on_the_loop() -> tuple[str, Any, Any]:
             future = runner.signal(_add(1))
@@ -211,7 +209,7 @@ def test_result_in_the_gevent_hub_raises_at_once_and_a_greenlet_may_wait() -> No
     import gevent.event
     from gevent import get_hub
 
-    with make_backend("gevent") as backend:
+    with open_backend("gevent") as backend:
         runner = coflow.start(_waits, initial_state=0, backend=backend)
         seen: dict[str, Any] = {}
         ran = gevent.event.Event()

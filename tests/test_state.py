@@ -19,7 +19,7 @@ def shapes(events: list[Any]) -> list[tuple[str, Any]]:
     return [(type(event).__name__, event.state) for event in events]
 
 
-def test_set_state_gives_the_new_state_and_get_state_the_current_one(backend: Any) -> None:
+def test_set_state_gives_the_new_state_and_get_state_the_current_one(coflow_backend: Any) -> None:
     seen: list[Any] = []
 
     @coflow.flow(initial_state={"count": 0})
@@ -29,27 +29,27 @@ def test_set_state_gives_the_new_state_and_get_state_the_current_one(backend: An
         seen.append((yield get_state()))
         seen.append((yield set_state(lambda state: {**state, "count": state["count"] * 5})))
 
-    runner = coflow.start(counter, backend=backend)
+    runner = coflow.start(counter, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"count": 5}
     assert seen == [{"count": 0}, {"count": 1}, {"count": 1}, {"count": 5}]
     assert runner.get_state() == {"count": 5}
 
 
-def test_set_state_replaces_the_state_without_mutating_it(backend: Any) -> None:
+def test_set_state_replaces_the_state_without_mutating_it(coflow_backend: Any) -> None:
     initial = {"count": 0}
 
     def body() -> FlowGenerator:
         yield set_state(lambda state: {**state, "count": 1})
 
-    runner = coflow.start(body, initial_state=initial, backend=backend)
+    runner = coflow.start(body, initial_state=initial, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"count": 1}
     assert initial == {"count": 0}
 
 
 def test_a_raising_set_state_function_raises_at_its_yield_and_keeps_the_state(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     caught: list[BaseException] = []
 
@@ -63,14 +63,14 @@ def test_a_raising_set_state_function_raises_at_its_yield_and_keeps_the_state(
             caught.append(error)
         yield set_state(lambda state: state + 1)
 
-    runner = coflow.start(body, initial_state=1, backend=backend)
+    runner = coflow.start(body, initial_state=1, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 2
     assert [type(error) for error in caught] == [KeyError]
 
 
 def test_runner_get_state_is_a_snapshot_of_the_current_state(
-    backend: Any, after: Callable[[float, Callable[[], Any]], coflow.Runner]
+    coflow_backend: Any, after: Callable[[float, Callable[[], Any]], coflow.Runner]
 ) -> None:
     snapshots: list[Any] = []
 
@@ -79,7 +79,7 @@ def test_runner_get_state_is_a_snapshot_of_the_current_state(
         yield wait(0.2)
         yield set_state(lambda state: "second")
 
-    runner = coflow.start(body, initial_state="initial", backend=backend)
+    runner = coflow.start(body, initial_state="initial", backend=coflow_backend)
     after(0.1, lambda: snapshots.append(runner.get_state()))
 
     assert runner.result(timeout=5) == "second"
@@ -87,41 +87,41 @@ def test_runner_get_state_is_a_snapshot_of_the_current_state(
     assert runner.get_state() == "second"
 
 
-def test_initial_state_comes_from_the_flow(backend: Any) -> None:
+def test_initial_state_comes_from_the_flow(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={"dirty": False, "book_id": "b1"})
     def sync_book() -> FlowGenerator:
         state = yield get_state()
         yield set_state(lambda _: {**state, "seen": True})
 
-    runner = coflow.start(sync_book, backend=backend)
+    runner = coflow.start(sync_book, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"dirty": False, "book_id": "b1", "seen": True}
 
 
-def test_start_initial_state_overrides_the_flows(backend: Any) -> None:
+def test_start_initial_state_overrides_the_flows(coflow_backend: Any) -> None:
     @coflow.flow(initial_state={"dirty": False, "book_id": None})
     def sync_book() -> FlowGenerator:
         state = yield get_state()
         yield set_state(lambda _: {**state, "seen": True})
 
     runner = coflow.start(
-        sync_book, initial_state={"dirty": True, "book_id": "abc"}, backend=backend
+        sync_book, initial_state={"dirty": True, "book_id": "abc"}, backend=coflow_backend
     )
 
     assert runner.result(timeout=5) == {"dirty": True, "book_id": "abc", "seen": True}
 
 
-def test_initial_state_none_given_to_start_is_a_state_not_a_default(backend: Any) -> None:
+def test_initial_state_none_given_to_start_is_a_state_not_a_default(coflow_backend: Any) -> None:
     @coflow.flow(initial_state="declared")
     def body() -> FlowGenerator:
         yield wait(0)
 
-    runner = coflow.start(body, initial_state=None, backend=backend)
+    runner = coflow.start(body, initial_state=None, backend=coflow_backend)
 
     assert runner.result(timeout=5) is None
 
 
-def test_notify_receives_each_change_in_order_then_done(backend: Any) -> None:
+def test_notify_receives_each_change_in_order_then_done(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     @coflow.flow(initial_state=0)
@@ -131,7 +131,7 @@ def test_notify_receives_each_change_in_order_then_done(backend: Any) -> None:
         yield set_state(lambda state: 2)
         yield set_state(lambda state: 3)
 
-    runner = coflow.start(three_changes, notify=events.append, backend=backend)
+    runner = coflow.start(three_changes, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 3
     assert shapes(events) == [("FlowState", 1), ("FlowState", 2), ("FlowState", 3), ("FlowDone", 3)]
@@ -141,7 +141,7 @@ def test_notify_receives_each_change_in_order_then_done(backend: Any) -> None:
 
 
 def test_a_signal_that_changes_the_state_is_notified(
-    backend: Any, after: Callable[[float, Callable[[], Any]], coflow.Runner]
+    coflow_backend: Any, after: Callable[[float, Callable[[], Any]], coflow.Runner]
 ) -> None:
     events: list[Any] = []
 
@@ -149,7 +149,7 @@ def test_a_signal_that_changes_the_state_is_notified(
         yield coflow.wait_until(lambda state: state == "signalled")
         yield set_state(lambda state: "finished")
 
-    runner = coflow.start(body, initial_state="idle", notify=events.append, backend=backend)
+    runner = coflow.start(body, initial_state="idle", notify=events.append, backend=coflow_backend)
     after(0.1, lambda: runner.signal(lambda state: "signalled"))
 
     assert runner.result(timeout=5) == "finished"
@@ -160,7 +160,7 @@ def test_a_signal_that_changes_the_state_is_notified(
     ]
 
 
-def test_a_state_equal_to_the_previous_is_not_notified(backend: Any) -> None:
+def test_a_state_equal_to_the_previous_is_not_notified(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     @coflow.flow(initial_state={"n": 1})
@@ -171,7 +171,7 @@ def test_a_state_equal_to_the_previous_is_not_notified(backend: Any) -> None:
         yield set_state(lambda state: {"n": 2})
         yield set_state(lambda state: state)
 
-    runner = coflow.start(unchanged_then_changed, notify=events.append, backend=backend)
+    runner = coflow.start(unchanged_then_changed, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"n": 2}
     assert shapes(events) == [("FlowState", {"n": 2}), ("FlowDone", {"n": 2})]
@@ -186,7 +186,9 @@ class NeverEqual:
     __hash__ = object.__hash__
 
 
-def test_the_same_state_object_is_not_notified_even_if_it_compares_unequal(backend: Any) -> None:
+def test_the_same_state_object_is_not_notified_even_if_it_compares_unequal(
+    coflow_backend: Any,
+) -> None:
     events: list[Any] = []
     first, second = NeverEqual(), NeverEqual()
 
@@ -195,7 +197,7 @@ def test_the_same_state_object_is_not_notified_even_if_it_compares_unequal(backe
         yield set_state(lambda state: second)
         yield set_state(lambda state: state)
 
-    runner = coflow.start(body, initial_state=first, notify=events.append, backend=backend)
+    runner = coflow.start(body, initial_state=first, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) is second
     assert [type(event).__name__ for event in events] == ["FlowState", "FlowDone"]
@@ -203,7 +205,7 @@ def test_the_same_state_object_is_not_notified_even_if_it_compares_unequal(backe
 
 
 def test_a_signal_that_leaves_the_state_equal_is_not_notified(
-    backend: Any, after: Callable[[float, Callable[[], Any]], coflow.Runner]
+    coflow_backend: Any, after: Callable[[float, Callable[[], Any]], coflow.Runner]
 ) -> None:
     events: list[Any] = []
 
@@ -212,7 +214,7 @@ def test_a_signal_that_leaves_the_state_equal_is_not_notified(
         yield set_state(lambda state: {**state, "done": True})
 
     runner = coflow.start(
-        body, initial_state={"done": False}, notify=events.append, backend=backend
+        body, initial_state={"done": False}, notify=events.append, backend=coflow_backend
     )
     after(0.1, lambda: runner.signal(lambda state: dict(state)))
 
@@ -225,10 +227,10 @@ def two_changes() -> FlowGenerator:
     yield set_state(lambda state: state + 1)
 
 
-def test_notify_may_be_a_queue(backend: Any) -> None:
+def test_notify_may_be_a_queue(coflow_backend: Any) -> None:
     events: queue.Queue[Any] = queue.Queue()
 
-    runner = coflow.start(two_changes, initial_state=0, notify=events, backend=backend)
+    runner = coflow.start(two_changes, initial_state=0, notify=events, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 2
     received = []
@@ -247,17 +249,17 @@ class Inbox:
         self.items.append(item)
 
 
-def test_notify_may_be_anything_with_put_nowait(backend: Any) -> None:
+def test_notify_may_be_anything_with_put_nowait(coflow_backend: Any) -> None:
     inbox = Inbox()
 
-    runner = coflow.start(two_changes, initial_state=0, notify=inbox, backend=backend)
+    runner = coflow.start(two_changes, initial_state=0, notify=inbox, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 2
     assert shapes(inbox.items) == [("FlowState", 1), ("FlowState", 2), ("FlowDone", 2)]
 
 
 def test_a_raising_notify_is_logged_and_the_flow_still_finishes(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="coflow")
     received: list[Any] = []
@@ -266,7 +268,9 @@ def test_a_raising_notify_is_logged_and_the_flow_still_finishes(
         received.append(event)
         raise RuntimeError("notify is broken")
 
-    runner = coflow.start(two_changes, initial_state=0, notify=broken_notify, backend=backend)
+    runner = coflow.start(
+        two_changes, initial_state=0, notify=broken_notify, backend=coflow_backend
+    )
 
     assert runner.result(timeout=5) == 2
     assert runner.status == "done"
@@ -285,7 +289,7 @@ def test_a_raising_notify_is_logged_and_the_flow_still_finishes(
     assert any(mentions_the_error(record) for record in logged), caplog.records
 
 
-def test_caravela_sequence_notifies_in_order_and_finishes(backend: Any) -> None:
+def test_caravela_sequence_notifies_in_order_and_finishes(coflow_backend: Any) -> None:
     events: list[Any] = []
     tree = coflow.flow(
         sequence(
@@ -297,7 +301,7 @@ def test_caravela_sequence_notifies_in_order_and_finishes(backend: Any) -> None:
         name="three_steps",
     )
 
-    runner = coflow.start(tree, notify=events.append, backend=backend)
+    runner = coflow.start(tree, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"step": 3}
     assert runner.status == "done"
@@ -315,7 +319,7 @@ class Book:
     dirty: bool = False
 
 
-def test_a_dataclass_state_works_with_set_state(backend: Any) -> None:
+def test_a_dataclass_state_works_with_set_state(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     def edit() -> FlowGenerator:
@@ -327,7 +331,9 @@ def test_a_dataclass_state_works_with_set_state(backend: Any) -> None:
             lambda book: dataclasses.replace(book, title=book.title.upper(), dirty=False)
         )
 
-    runner = coflow.start(edit, initial_state=Book("dune"), notify=events.append, backend=backend)
+    runner = coflow.start(
+        edit, initial_state=Book("dune"), notify=events.append, backend=coflow_backend
+    )
 
     assert runner.result(timeout=5) == Book("DUNE", dirty=False)
     assert shapes(events) == [

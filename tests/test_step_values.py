@@ -232,7 +232,7 @@ def times_ten(state: int) -> int:
     return state * 10
 
 
-def test_yield_from_a_step_gives_what_yield_gives(backend: Any) -> None:
+def test_yield_from_a_step_gives_what_yield_gives(coflow_backend: Any) -> None:
     results: list[Any] = []
 
     @coflow.flow(initial_state=0)
@@ -246,13 +246,15 @@ def test_yield_from_a_step_gives_what_yield_gives(backend: Any) -> None:
         results.append((yield get_state()))
         results.append((yield from get_state()))
 
-    runner = coflow.start(mixed, backend=backend)
+    runner = coflow.start(mixed, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 200
     assert results == [1, 2, "at 2", "at 2", 20, 200, 200, 200]
 
 
-def test_an_error_of_a_step_used_with_yield_from_is_raised_at_that_line(backend: Any) -> None:
+def test_an_error_of_a_step_used_with_yield_from_is_raised_at_that_line(
+    coflow_backend: Any,
+) -> None:
     failure = ConnectionError("service down")
     caught: list[BaseException] = []
 
@@ -266,7 +268,7 @@ def test_an_error_of_a_step_used_with_yield_from_is_raised_at_that_line(backend:
             caught.append(error)
         yield from set_state(lambda state: "recovered")
 
-    runner = coflow.start(flow_body, backend=backend)
+    runner = coflow.start(flow_body, backend=coflow_backend)
 
     assert runner.result(timeout=5) == "recovered"
     assert caught == [failure]
@@ -364,7 +366,7 @@ def test_a_decorated_flow_passes_call_arguments_to_the_function() -> None:
     assert finished.value.value == "https://example.org/b1"
 
 
-def test_a_flow_is_named_after_its_function_unless_given_a_name(backend: Any) -> None:
+def test_a_flow_is_named_after_its_function_unless_given_a_name(coflow_backend: Any) -> None:
     @coflow.flow(initial_state=0)
     def import_books() -> FlowGenerator:
         yield set_state(lambda state: state + 1)
@@ -375,13 +377,13 @@ def test_a_flow_is_named_after_its_function_unless_given_a_name(backend: Any) ->
 
     assert import_books.name == "import_books"
     assert renamed.name == "books-importer"
-    runner = coflow.start(import_books, backend=backend)
+    runner = coflow.start(import_books, backend=coflow_backend)
     assert runner.name == "import_books"
     assert runner.flow is import_books
     assert runner.result(timeout=5) == 1
 
 
-def test_flow_builds_a_flow_from_a_step_tree(backend: Any, timeline: Any) -> None:
+def test_flow_builds_a_flow_from_a_step_tree(coflow_backend: Any, timeline: Any) -> None:
     def logged_add_one(state: int) -> int:
         timeline.log(("state", state + 1))
         return state + 1
@@ -394,7 +396,7 @@ def test_flow_builds_a_flow_from_a_step_tree(backend: Any, timeline: Any) -> Non
 
     assert isinstance(tree, coflow.Flow)
     assert tree.name == "tree"
-    runner = coflow.start(tree, backend=backend)
+    runner = coflow.start(tree, backend=coflow_backend)
     assert runner.result(timeout=5) == 3
     assert runner.status == "done"
     timeline.assert_matches([(0.0, ("state", 1)), (0.1, ("state", 2)), (0.1, ("state", 3))])

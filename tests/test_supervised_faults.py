@@ -62,7 +62,7 @@ class Mailer:
         yield set_state(lambda s: reply)
 
 
-def test_a_restarted_parent_spawns_the_same_running_child_for_a_ref(backend: Any) -> None:
+def test_a_restarted_parent_spawns_the_same_running_child_for_a_ref(coflow_backend: Any) -> None:
     mailer = Mailer()
     spawned: list[coflow.Runner] = []
     status_at_restart: list[str] = []
@@ -78,7 +78,7 @@ def test_a_restarted_parent_spawns_the_same_running_child_for_a_ref(backend: Any
         child.send("sent")
         yield from until_ended(child)
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor(max_restarts=1))
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor(max_restarts=1))
     assert runner.result(timeout=5) is None
     assert runner.restarts == 1
     first, second = spawned
@@ -90,7 +90,7 @@ def test_a_restarted_parent_spawns_the_same_running_child_for_a_ref(backend: Any
 
 
 def test_a_restarted_parent_calls_a_running_child_by_its_ref_and_waits_for_it(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     mailer = Mailer()
     results: list[Any] = []
@@ -104,7 +104,7 @@ def test_a_restarted_parent_calls_a_running_child_by_its_ref_and_waits_for_it(
             raise RuntimeError("fails with its mailer running")
         results.append((yield call(mailer.flow, ref="mail")))
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor(max_restarts=1))
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor(max_restarts=1))
     assert runner.result(timeout=5) is None
     assert results == ["first run", "delivered"]
     assert mailer.sends == ["welcome"]
@@ -113,7 +113,7 @@ def test_a_restarted_parent_calls_a_running_child_by_its_ref_and_waits_for_it(
 
 
 def test_a_restarted_parent_calls_a_finished_child_by_its_ref_and_gets_its_result(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     sends: list[str] = []
     results: list[Any] = []
@@ -130,13 +130,13 @@ def test_a_restarted_parent_calls_a_finished_child_by_its_ref_and_gets_its_resul
             raise RuntimeError("fails after its mailer finished")
         results.append((yield call(mail, ref="receipt")))
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor(max_restarts=1))
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor(max_restarts=1))
     assert runner.result(timeout=5) is None
     assert results == ["first run", "sent"]
     assert sends == ["receipt"]
 
 
-def test_a_restart_stops_the_children_without_a_ref_first(backend: Any) -> None:
+def test_a_restart_stops_the_children_without_a_ref_first(coflow_backend: Any) -> None:
     log: list[str] = []
     spawned: list[coflow.Runner] = []
 
@@ -164,8 +164,10 @@ def test_a_restart_stops_the_children_without_a_ref_first(backend: Any) -> None:
         while len(spawned) < 3:
             yield wait(0.005)
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor(max_restarts=1))
-    coflow.start(coflow.timeout(restarted, 5), backend=backend, supervisor=None).result(timeout=6)
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor(max_restarts=1))
+    coflow.start(coflow.timeout(restarted, 5), backend=coflow_backend, supervisor=None).result(
+        timeout=6
+    )
     mailer, scratch_child, again = spawned
     assert again is mailer
     assert mailer.status == "running"
@@ -180,7 +182,7 @@ def test_a_restart_stops_the_children_without_a_ref_first(backend: Any) -> None:
     assert log[-1] == "mailer ended"
 
 
-def test_giving_up_stops_every_child_the_refd_ones_too(backend: Any) -> None:
+def test_giving_up_stops_every_child_the_refd_ones_too(coflow_backend: Any) -> None:
     mailer = Mailer()
     spawned: list[coflow.Runner] = []
 
@@ -189,7 +191,7 @@ def test_giving_up_stops_every_child_the_refd_ones_too(backend: Any) -> None:
         yield wait(0.01)
         raise RuntimeError(f"run {len(spawned)} fails")
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor(max_restarts=2))
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor(max_restarts=2))
     with pytest.raises(FlowFailed, match="run 3 fails"):
         runner.result(timeout=5)
     assert runner.restarts == 2
@@ -198,7 +200,9 @@ def test_giving_up_stops_every_child_the_refd_ones_too(backend: Any) -> None:
     assert mailer.sends == ["welcome"]
 
 
-def test_a_child_stopped_by_someone_else_is_started_anew_after_a_restart(backend: Any) -> None:
+def test_a_child_stopped_by_someone_else_is_started_anew_after_a_restart(
+    coflow_backend: Any,
+) -> None:
     mailer = Mailer()
     spawned: list[coflow.Runner] = []
 
@@ -211,7 +215,7 @@ def test_a_child_stopped_by_someone_else_is_started_anew_after_a_restart(backend
             raise RuntimeError("fails after its mailer was stopped")
         child.send("sent")
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor(max_restarts=1))
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor(max_restarts=1))
     assert runner.result(timeout=5) is None
     first, second = spawned
     assert second is not first
@@ -324,11 +328,11 @@ def released_after(backend: Any, body: Any, finish: Any = None) -> None:
     assert state_ref() is None
 
 
-def test_a_runner_whose_race_loser_waited_long_is_released(backend: Any) -> None:
-    released_after(backend, race([wait(100), wait(0.01)]))
+def test_a_runner_whose_race_loser_waited_long_is_released(coflow_backend: Any) -> None:
+    released_after(coflow_backend, race([wait(100), wait(0.01)]))
 
 
-def test_a_runner_whose_wait_until_timeout_was_cancelled_is_released(backend: Any) -> None:
+def test_a_runner_whose_wait_until_timeout_was_cancelled_is_released(coflow_backend: Any) -> None:
     def ready() -> FlowGenerator:
         yield wait_until(lambda s: getattr(s, "ready", False), timeout=100)
 
@@ -339,11 +343,11 @@ def test_a_runner_whose_wait_until_timeout_was_cancelled_is_released(backend: An
 
         runner.signal(ready_state)
 
-    released_after(backend, ready, mark_ready)
+    released_after(coflow_backend, ready, mark_ready)
 
 
-def test_a_runner_whose_timeout_ended_early_is_released(backend: Any) -> None:
-    released_after(backend, coflow.timeout(wait(0.01), 100))
+def test_a_runner_whose_timeout_ended_early_is_released(coflow_backend: Any) -> None:
+    released_after(coflow_backend, coflow.timeout(wait(0.01), 100))
 
 
 def test_an_idle_threads_backend_keeps_no_finished_runner() -> None:

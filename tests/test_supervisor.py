@@ -19,8 +19,7 @@ import asyncio
 import logging
 import math
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from conftest import Gate, run_async
@@ -47,12 +46,7 @@ from coflow import (
     wait_until,
 )
 from coflow.backends.virtual import VirtualBackend
-
-if TYPE_CHECKING:
-    from conftest import Timeline
-
-After = Callable[[float, Callable[[], Any]], coflow.Runner]
-
+from coflow.testing import After, Timeline
 
 # Helpers
 
@@ -116,7 +110,7 @@ def notes(error: BaseException) -> list[str]:
 
 
 def test_transient_restarts_after_a_failure_at_the_moment_it_fails(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     crashing = Crashing(failures=2, delay=0.1, timeline=timeline)
 
@@ -125,7 +119,10 @@ def test_transient_restarts_after_a_failure_at_the_moment_it_fails(
             timeline.log(describe(event)[0])
 
     runner = coflow.start(
-        crashing.flow, backend=backend, notify=on_event, supervisor=Supervisor(max_restarts=3)
+        crashing.flow,
+        backend=coflow_backend,
+        notify=on_event,
+        supervisor=Supervisor(max_restarts=3),
     )
     assert runner.result(timeout=5) == 1
     timeline.assert_matches([(0.0, "start 0"), (0.1, "start 1"), (0.2, "start 2"), (0.3, "done")])
@@ -133,11 +130,13 @@ def test_transient_restarts_after_a_failure_at_the_moment_it_fails(
     assert runner.status == "done"
 
 
-def test_transient_does_not_restart_after_a_normal_end(backend: Any) -> None:
+def test_transient_does_not_restart_after_a_normal_end(coflow_backend: Any) -> None:
     crashing = Crashing(failures=0)
     events: list[Any] = []
     sup = Supervisor(restart="transient")
-    runner = coflow.start(crashing.flow, backend=backend, notify=events.append, supervisor=sup)
+    runner = coflow.start(
+        crashing.flow, backend=coflow_backend, notify=events.append, supervisor=sup
+    )
     assert runner.result(timeout=5) == 1
     assert crashing.runs == 1
     assert runner.restarts == 0
@@ -145,11 +144,13 @@ def test_transient_does_not_restart_after_a_normal_end(backend: Any) -> None:
     assert sup.children() == []
 
 
-def test_permanent_restarts_after_a_normal_end_and_gives_up_failed(backend: Any) -> None:
+def test_permanent_restarts_after_a_normal_end_and_gives_up_failed(coflow_backend: Any) -> None:
     crashing = Crashing(failures=0, name="ticker")
     events: list[Any] = []
     sup = Supervisor(restart="permanent", max_restarts=2)
-    runner = coflow.start(crashing.flow, backend=backend, notify=events.append, supervisor=sup)
+    runner = coflow.start(
+        crashing.flow, backend=coflow_backend, notify=events.append, supervisor=sup
+    )
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -174,11 +175,13 @@ def test_permanent_restarts_after_a_normal_end_and_gives_up_failed(backend: Any)
     assert all(e.runner is runner for e in events)
 
 
-def test_permanent_restarts_after_a_failure_too(backend: Any) -> None:
+def test_permanent_restarts_after_a_failure_too(coflow_backend: Any) -> None:
     crashing = Crashing(failures=1)
     events: list[Any] = []
     sup = Supervisor(restart="permanent", max_restarts=2)
-    runner = coflow.start(crashing.flow, backend=backend, notify=events.append, supervisor=sup)
+    runner = coflow.start(
+        crashing.flow, backend=coflow_backend, notify=events.append, supervisor=sup
+    )
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -201,11 +204,13 @@ def test_permanent_restarts_after_a_failure_too(backend: Any) -> None:
     assert events[4].reason is None
 
 
-def test_temporary_never_restarts_a_failed_flow(backend: Any) -> None:
+def test_temporary_never_restarts_a_failed_flow(coflow_backend: Any) -> None:
     crashing = Crashing(failures=1)
     events: list[Any] = []
     sup = Supervisor(restart="temporary")
-    runner = coflow.start(crashing.flow, backend=backend, notify=events.append, supervisor=sup)
+    runner = coflow.start(
+        crashing.flow, backend=coflow_backend, notify=events.append, supervisor=sup
+    )
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -218,10 +223,10 @@ def test_temporary_never_restarts_a_failed_flow(backend: Any) -> None:
     assert sup.children() == []
 
 
-def test_temporary_never_restarts_a_completed_flow(backend: Any) -> None:
+def test_temporary_never_restarts_a_completed_flow(coflow_backend: Any) -> None:
     crashing = Crashing(failures=0)
     runner = coflow.start(
-        crashing.flow, backend=backend, supervisor=Supervisor(restart="temporary")
+        crashing.flow, backend=coflow_backend, supervisor=Supervisor(restart="temporary")
     )
     assert runner.result(timeout=5) == 1
     assert crashing.runs == 1
@@ -232,7 +237,7 @@ def test_temporary_never_restarts_a_completed_flow(backend: Any) -> None:
 
 
 def test_a_restart_keeps_the_handle_and_sends_restarted_then_the_initial_state(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     crashing = Crashing(failures=99)
     events: list[Any] = []
@@ -244,7 +249,7 @@ def test_a_restart_keeps_the_handle_and_sends_restarted_then_the_initial_state(
             statuses.append(event.runner.status)
 
     sup = Supervisor(max_restarts=2)
-    runner = coflow.start(crashing.flow, backend=backend, notify=on_event, supervisor=sup)
+    runner = coflow.start(crashing.flow, backend=coflow_backend, notify=on_event, supervisor=sup)
 
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
@@ -274,7 +279,7 @@ def test_a_restart_keeps_the_handle_and_sends_restarted_then_the_initial_state(
 
 
 def test_the_initial_state_is_sent_after_a_restart_even_when_equal_to_the_last(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     errors: list[Exception] = []
 
@@ -287,7 +292,10 @@ def test_the_initial_state_is_sent_after_a_restart_even_when_equal_to_the_last(
 
     events: list[Any] = []
     runner = coflow.start(
-        unchanged, backend=backend, notify=events.append, supervisor=Supervisor(max_restarts=2)
+        unchanged,
+        backend=coflow_backend,
+        notify=events.append,
+        supervisor=Supervisor(max_restarts=2),
     )
     with pytest.raises(FlowFailed):
         runner.result(timeout=5)
@@ -300,7 +308,7 @@ def test_the_initial_state_is_sent_after_a_restart_even_when_equal_to_the_last(
     ]
 
 
-def test_a_restart_starts_from_the_initial_state_given_to_start(backend: Any) -> None:
+def test_a_restart_starts_from_the_initial_state_given_to_start(coflow_backend: Any) -> None:
     seen: list[Any] = []
 
     @coflow.flow(initial_state={"n": 0})
@@ -311,14 +319,14 @@ def test_a_restart_starts_from_the_initial_state_given_to_start(backend: Any) ->
             raise RuntimeError("again")
 
     runner = coflow.start(
-        counting, initial_state={"n": 10}, backend=backend, supervisor=Supervisor()
+        counting, initial_state={"n": 10}, backend=coflow_backend, supervisor=Supervisor()
     )
     assert runner.result(timeout=5) == {"n": 11}
     assert seen == [{"n": 10}, {"n": 10}, {"n": 10}]
     assert runner.restarts == 2
 
 
-def test_a_restart_empties_the_mailbox(backend: Any) -> None:
+def test_a_restart_empties_the_mailbox(coflow_backend: Any) -> None:
     received: list[Any] = []
 
     def worker() -> FlowGenerator:
@@ -331,7 +339,7 @@ def test_a_restart_empties_the_mailbox(backend: Any) -> None:
         if isinstance(event, FlowRestarted):
             event.runner.send("fresh")  # after the restart emptied the mailbox
 
-    runner = coflow.start(worker, backend=backend, notify=on_event, supervisor=Supervisor())
+    runner = coflow.start(worker, backend=coflow_backend, notify=on_event, supervisor=Supervisor())
     runner.send("left over")  # still in the mailbox when the first run fails
     runner.send("crash")
     assert runner.result(timeout=5) is None
@@ -339,7 +347,7 @@ def test_a_restart_empties_the_mailbox(backend: Any) -> None:
     assert runner.restarts == 1
 
 
-def test_events_stream_continues_across_restarts(backend: Any) -> None:
+def test_events_stream_continues_across_restarts(coflow_backend: Any) -> None:
     runs: list[int] = []
 
     @coflow.flow(initial_state=0)
@@ -350,14 +358,16 @@ def test_events_stream_continues_across_restarts(backend: Any) -> None:
             raise RuntimeError("first run fails")
         yield set_state(lambda s: 2)
 
-    runner = coflow.start(gated, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(gated, backend=coflow_backend, supervisor=Supervisor())
     stream = runner.events()
     runner.signal(lambda s: 1)
     assert runner.result(timeout=5) == 2
     assert [describe(e)[0] for e in stream] == ["state", "restarted", "state", "state", "done"]
 
 
-def test_a_failing_parent_stops_its_running_children_before_it_restarts(backend: Any) -> None:
+def test_a_failing_parent_stops_its_running_children_before_it_restarts(
+    coflow_backend: Any,
+) -> None:
     def sleeper() -> FlowGenerator:
         yield receive()
 
@@ -373,7 +383,7 @@ def test_a_failing_parent_stops_its_running_children_before_it_restarts(backend:
         yield get_state()
         raise RuntimeError("parent fails with a running child")
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor())
     assert runner.result(timeout=5) is None
     assert runner.restarts == 1
     (child, at_spawn), (same, at_restart) = children
@@ -383,7 +393,7 @@ def test_a_failing_parent_stops_its_running_children_before_it_restarts(backend:
     assert child.restarts == 0  # children are never supervised themselves
 
 
-def test_a_failed_child_restarts_the_parent_not_itself(backend: Any) -> None:
+def test_a_failed_child_restarts_the_parent_not_itself(coflow_backend: Any) -> None:
     child_runs: list[int] = []
     parent_runs: list[int] = []
 
@@ -400,7 +410,7 @@ def test_a_failed_child_restarts_the_parent_not_itself(backend: Any) -> None:
 
     sup = Supervisor()
     with sup:
-        runner = coflow.start(parent, backend=backend)
+        runner = coflow.start(parent, backend=coflow_backend)
     assert runner.result(timeout=5) == "recovered"
     assert runner.restarts == 1
     assert child_runs == [1]
@@ -414,12 +424,12 @@ def test_a_failed_child_restarts_the_parent_not_itself(backend: Any) -> None:
 
 
 def test_failures_spaced_wider_than_max_seconds_keep_restarting(
-    backend: Any, timeline: Timeline
+    coflow_backend: Any, timeline: Timeline
 ) -> None:
     # One restart is allowed per 0.1 s window; failures come every 0.25 s.
     crashing = Crashing(failures=4, delay=0.25, timeline=timeline)
     sup = Supervisor(max_restarts=1, max_seconds=0.1)
-    runner = coflow.start(crashing.flow, backend=backend, supervisor=sup)
+    runner = coflow.start(crashing.flow, backend=coflow_backend, supervisor=sup)
     assert runner.result(timeout=5) == 1
     timeline.assert_matches(
         [
@@ -433,7 +443,7 @@ def test_failures_spaced_wider_than_max_seconds_keep_restarting(
     assert runner.restarts == 4
 
 
-def test_failures_closer_than_max_seconds_give_up(backend: Any, timeline: Timeline) -> None:
+def test_failures_closer_than_max_seconds_give_up(coflow_backend: Any, timeline: Timeline) -> None:
     crashing = Crashing(failures=4, delay=0.25, timeline=timeline)
 
     def on_event(event: Any) -> None:
@@ -441,7 +451,7 @@ def test_failures_closer_than_max_seconds_give_up(backend: Any, timeline: Timeli
             timeline.log("gave up")
 
     sup = Supervisor(max_restarts=1, max_seconds=5.0)
-    runner = coflow.start(crashing.flow, backend=backend, notify=on_event, supervisor=sup)
+    runner = coflow.start(crashing.flow, backend=coflow_backend, notify=on_event, supervisor=sup)
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
     timeline.assert_matches([(0.0, "start 0"), (0.25, "start 1"), (0.5, "gave up")])
@@ -498,11 +508,13 @@ def test_the_window_slides_on_the_virtual_clock() -> None:
     assert str(failed.value.__cause__) == "crash 3"
 
 
-def test_max_restarts_zero_gives_up_at_the_first_failure(backend: Any) -> None:
+def test_max_restarts_zero_gives_up_at_the_first_failure(coflow_backend: Any) -> None:
     crashing = Crashing(failures=1)
     events: list[Any] = []
     sup = Supervisor(max_restarts=0)
-    runner = coflow.start(crashing.flow, backend=backend, notify=events.append, supervisor=sup)
+    runner = coflow.start(
+        crashing.flow, backend=coflow_backend, notify=events.append, supervisor=sup
+    )
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
     assert failed.value.__cause__ is crashing.errors[0]
@@ -513,7 +525,7 @@ def test_max_restarts_zero_gives_up_at_the_first_failure(backend: Any) -> None:
 
 
 def test_a_flow_that_fails_at_once_runs_out_of_restarts_without_recursion(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     starts: list[int] = []
 
@@ -524,7 +536,7 @@ def test_a_flow_that_fails_at_once_runs_out_of_restarts_without_recursion(
 
     sup = Supervisor(max_restarts=2000, max_seconds=3600.0)
     with caplog.at_level(logging.CRITICAL, logger="coflow"):  # 2000 restart warnings
-        runner = coflow.start(instant, backend=backend, supervisor=sup)
+        runner = coflow.start(instant, backend=coflow_backend, supervisor=sup)
         with pytest.raises(FlowFailed) as failed:
             runner.result(timeout=5)
     assert not isinstance(failed.value.__cause__, RecursionError)
@@ -535,7 +547,7 @@ def test_a_flow_that_fails_at_once_runs_out_of_restarts_without_recursion(
 
 
 @pytest.mark.parametrize("kind", ["generator function", "Flow", "step"])
-def test_every_restartable_kind_of_flow_is_restarted(backend: Any, kind: str) -> None:
+def test_every_restartable_kind_of_flow_is_restarted(coflow_backend: Any, kind: str) -> None:
     starts: list[int] = []
 
     def crash(state: Any) -> Any:
@@ -550,7 +562,7 @@ def test_every_restartable_kind_of_flow_is_restarted(backend: Any, kind: str) ->
         "Flow": coflow.flow(function, initial_state=0),
         "step": run(crash),
     }[kind]
-    runner = coflow.start(flow, backend=backend, supervisor=Supervisor(max_restarts=3))
+    runner = coflow.start(flow, backend=coflow_backend, supervisor=Supervisor(max_restarts=3))
     with pytest.raises(FlowFailed):
         runner.result(timeout=5)
     assert runner.restarts == 3
@@ -562,7 +574,7 @@ def test_every_restartable_kind_of_flow_is_restarted(backend: Any, kind: str) ->
 
 @pytest.mark.parametrize("policy", ["transient", "permanent"])
 def test_stop_ends_a_supervised_runner_stopped_without_a_restart(
-    backend: Any, after: After, policy: str
+    coflow_backend: Any, after: After, policy: str
 ) -> None:
     runs: list[int] = []
 
@@ -572,7 +584,7 @@ def test_stop_ends_a_supervised_runner_stopped_without_a_restart(
 
     events: list[Any] = []
     sup = Supervisor(restart=policy)
-    runner = coflow.start(waiting, backend=backend, notify=events.append, supervisor=sup)
+    runner = coflow.start(waiting, backend=coflow_backend, notify=events.append, supervisor=sup)
     after(0.05, runner.stop)
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
@@ -583,8 +595,8 @@ def test_stop_ends_a_supervised_runner_stopped_without_a_restart(
     assert sup.children() == []
 
 
-def test_stop_after_restarts_ends_it_stopped(backend: Any) -> None:
-    gate = Gate(backend)
+def test_stop_after_restarts_ends_it_stopped(coflow_backend: Any) -> None:
+    gate = Gate(coflow_backend)
     runs: list[int] = []
 
     def flaky() -> FlowGenerator:
@@ -595,7 +607,7 @@ def test_stop_after_restarts_ends_it_stopped(backend: Any) -> None:
         gate.open()
         yield wait_until(lambda s: False)
 
-    runner = coflow.start(flaky, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(flaky, backend=coflow_backend, supervisor=Supervisor())
     gate.wait()  # the third run is blocked
     assert runner.status == "running"
     runner.stop()
@@ -605,7 +617,7 @@ def test_stop_after_restarts_ends_it_stopped(backend: Any) -> None:
     assert len(runs) == 3
 
 
-def test_stop_from_the_restarted_notify_ends_it_stopped(backend: Any) -> None:
+def test_stop_from_the_restarted_notify_ends_it_stopped(coflow_backend: Any) -> None:
     crashing = Crashing(failures=99)
     events: list[Any] = []
 
@@ -615,7 +627,10 @@ def test_stop_from_the_restarted_notify_ends_it_stopped(backend: Any) -> None:
             event.runner.stop()
 
     runner = coflow.start(
-        crashing.flow, backend=backend, notify=on_event, supervisor=Supervisor(max_restarts=5)
+        crashing.flow,
+        backend=coflow_backend,
+        notify=on_event,
+        supervisor=Supervisor(max_restarts=5),
     )
     with pytest.raises(FlowStopped):
         runner.result(timeout=5)
@@ -626,9 +641,11 @@ def test_stop_from_the_restarted_notify_ends_it_stopped(backend: Any) -> None:
     assert not any(isinstance(e, (FlowError, FlowDone)) for e in events)
 
 
-def test_supervisor_stop_stops_every_runner_it_supervises(backend: Any, is_virtual: bool) -> None:
+def test_supervisor_stop_stops_every_runner_it_supervises(
+    coflow_backend: Any, is_virtual: bool
+) -> None:
     sup = Supervisor(restart="permanent")
-    runners = [coflow.start(idle, backend=backend, supervisor=sup) for _ in range(3)]
+    runners = [coflow.start(idle, backend=coflow_backend, supervisor=sup) for _ in range(3)]
     assert sup.children() == runners
     sup.stop()
     if is_virtual:  # stop() does not block: nothing has happened yet on the virtual clock
@@ -641,9 +658,9 @@ def test_supervisor_stop_stops_every_runner_it_supervises(backend: Any, is_virtu
 
 
 def test_supervisor_children_lists_running_ones_oldest_first_and_drops_ended_ones(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
-    gate = Gate(backend)
+    gate = Gate(coflow_backend)
 
     def until_one() -> FlowGenerator:
         yield wait_until(lambda s: s == 1)
@@ -659,10 +676,10 @@ def test_supervisor_children_lists_running_ones_oldest_first_and_drops_ended_one
         yield wait_until(lambda s: False)
 
     sup = Supervisor()
-    a = coflow.start(until_one, initial_state=0, backend=backend, supervisor=sup)
-    b = coflow.start(until_one, initial_state=0, backend=backend, supervisor=sup)
-    c = coflow.start(restarted_once, backend=backend, supervisor=sup)
-    unsupervised = coflow.start(idle, backend=backend, supervisor=None)
+    a = coflow.start(until_one, initial_state=0, backend=coflow_backend, supervisor=sup)
+    b = coflow.start(until_one, initial_state=0, backend=coflow_backend, supervisor=sup)
+    c = coflow.start(restarted_once, backend=coflow_backend, supervisor=sup)
+    unsupervised = coflow.start(idle, backend=coflow_backend, supervisor=None)
     assert sup.children() == [a, b, c]
 
     b.signal(lambda s: 1)
@@ -684,10 +701,10 @@ def test_supervisor_children_lists_running_ones_oldest_first_and_drops_ended_one
         unsupervised.result(timeout=5)
 
 
-def test_a_runner_that_gave_up_leaves_the_children_list(backend: Any) -> None:
+def test_a_runner_that_gave_up_leaves_the_children_list(coflow_backend: Any) -> None:
     sup = Supervisor(max_restarts=1)
     crashing = Crashing(failures=99)
-    runner = coflow.start(crashing.flow, backend=backend, supervisor=sup)
+    runner = coflow.start(crashing.flow, backend=coflow_backend, supervisor=sup)
     with pytest.raises(FlowFailed):
         runner.result(timeout=5)
     assert sup.children() == []
@@ -696,12 +713,12 @@ def test_a_runner_that_gave_up_leaves_the_children_list(backend: Any) -> None:
 # Which supervisor a start gets
 
 
-def test_with_block_supervises_starts_inside_and_not_after(backend: Any) -> None:
+def test_with_block_supervises_starts_inside_and_not_after(coflow_backend: Any) -> None:
     sup = Supervisor()
     with sup as entered:
         assert entered is sup
-        inside = coflow.start(Crashing(failures=1).flow, backend=backend)
-    after_block = coflow.start(Crashing(failures=1).flow, backend=backend)
+        inside = coflow.start(Crashing(failures=1).flow, backend=coflow_backend)
+    after_block = coflow.start(Crashing(failures=1).flow, backend=coflow_backend)
     assert inside.result(timeout=5) == 1
     assert inside.restarts == 1
     with pytest.raises(FlowFailed):
@@ -709,13 +726,13 @@ def test_with_block_supervises_starts_inside_and_not_after(backend: Any) -> None
     assert after_block.restarts == 0
 
 
-def test_the_innermost_with_block_wins(backend: Any) -> None:
+def test_the_innermost_with_block_wins(coflow_backend: Any) -> None:
     outer, inner = Supervisor(), Supervisor()
     with outer:
-        first = coflow.start(idle, backend=backend)
+        first = coflow.start(idle, backend=coflow_backend)
         with inner:
-            second = coflow.start(idle, backend=backend)
-        third = coflow.start(idle, backend=backend)
+            second = coflow.start(idle, backend=coflow_backend)
+        third = coflow.start(idle, backend=coflow_backend)
     assert outer.children() == [first, third]
     assert inner.children() == [second]
     outer.stop()
@@ -725,10 +742,10 @@ def test_the_innermost_with_block_wins(backend: Any) -> None:
             runner.result(timeout=5)
 
 
-def test_explicit_supervisor_wins_over_the_ambient_one(backend: Any) -> None:
+def test_explicit_supervisor_wins_over_the_ambient_one(coflow_backend: Any) -> None:
     ambient, explicit = Supervisor(), Supervisor()
     with ambient:
-        runner = coflow.start(idle, backend=backend, supervisor=explicit)
+        runner = coflow.start(idle, backend=coflow_backend, supervisor=explicit)
     assert explicit.children() == [runner]
     assert ambient.children() == []
     runner.stop()
@@ -736,11 +753,11 @@ def test_explicit_supervisor_wins_over_the_ambient_one(backend: Any) -> None:
         runner.result(timeout=5)
 
 
-def test_supervisor_none_opts_out_of_the_ambient_one(backend: Any) -> None:
+def test_supervisor_none_opts_out_of_the_ambient_one(coflow_backend: Any) -> None:
     sup = Supervisor()
     crashing = Crashing(failures=1)
     with sup:
-        runner = coflow.start(crashing.flow, backend=backend, supervisor=None)
+        runner = coflow.start(crashing.flow, backend=coflow_backend, supervisor=None)
     assert sup.children() == []
     with pytest.raises(FlowFailed):
         runner.result(timeout=5)
@@ -749,14 +766,14 @@ def test_supervisor_none_opts_out_of_the_ambient_one(backend: Any) -> None:
 
 
 def test_the_ambient_supervisor_is_seen_from_an_asyncio_task_created_inside(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     sup = Supervisor()
     inside_flow, outside_flow = Crashing(failures=1), Crashing(failures=1)
 
     async def start_one(flow: Any) -> coflow.Runner:
         await asyncio.sleep(0)  # runs after the with block has been left
-        return coflow.start(flow, backend=backend)
+        return coflow.start(flow, backend=coflow_backend)
 
     async def main() -> tuple[coflow.Runner, coflow.Runner]:
         with sup:
@@ -764,7 +781,7 @@ def test_the_ambient_supervisor_is_seen_from_an_asyncio_task_created_inside(
         outside = asyncio.ensure_future(start_one(outside_flow.flow))
         return await inside, await outside
 
-    inside, outside = run_async(backend, main)
+    inside, outside = run_async(coflow_backend, main)
     assert inside.result(timeout=5) == 1
     assert inside.restarts == 1
     with pytest.raises(FlowFailed):
@@ -773,12 +790,12 @@ def test_the_ambient_supervisor_is_seen_from_an_asyncio_task_created_inside(
     assert outside_flow.runs == 1
 
 
-def test_the_ambient_supervisor_is_not_seen_from_a_plain_thread(backend: Any) -> None:
+def test_the_ambient_supervisor_is_not_seen_from_a_plain_thread(coflow_backend: Any) -> None:
     sup = Supervisor()
     started: list[coflow.Runner] = []
     with sup:
         thread = threading.Thread(
-            target=lambda: started.append(coflow.start(idle, backend=backend))
+            target=lambda: started.append(coflow.start(idle, backend=coflow_backend))
         )
         thread.start()
         thread.join(timeout=5)
@@ -790,14 +807,14 @@ def test_the_ambient_supervisor_is_not_seen_from_a_plain_thread(backend: Any) ->
 
 
 def test_an_installed_supervisor_is_seen_from_another_thread_until_uninstalled(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     sup = Supervisor()
 
     def start_in_a_thread(flow: Any) -> coflow.Runner:
         started: list[coflow.Runner] = []
         thread = threading.Thread(
-            target=lambda: started.append(coflow.start(flow, backend=backend))
+            target=lambda: started.append(coflow.start(flow, backend=coflow_backend))
         )
         thread.start()
         thread.join(timeout=5)
@@ -808,7 +825,7 @@ def test_an_installed_supervisor_is_seen_from_another_thread_until_uninstalled(
     assert sup.install() is sup
     try:
         supervised = start_in_a_thread(installed_flow.flow)
-        here = coflow.start(idle, backend=backend)
+        here = coflow.start(idle, backend=coflow_backend)
         assert here in sup.children()
     finally:
         sup.uninstall()
@@ -850,14 +867,16 @@ def test_installing_a_second_supervisor_is_a_runtime_error() -> None:
         second.uninstall()
 
 
-def test_with_block_and_explicit_none_win_over_the_installed_supervisor(backend: Any) -> None:
+def test_with_block_and_explicit_none_win_over_the_installed_supervisor(
+    coflow_backend: Any,
+) -> None:
     installed, ambient = Supervisor(), Supervisor()
     installed.install()
     try:
         with ambient:
-            in_block = coflow.start(idle, backend=backend)
-        opted_out = coflow.start(idle, backend=backend, supervisor=None)
-        default = coflow.start(idle, backend=backend)
+            in_block = coflow.start(idle, backend=coflow_backend)
+        opted_out = coflow.start(idle, backend=coflow_backend, supervisor=None)
+        default = coflow.start(idle, backend=coflow_backend)
     finally:
         installed.uninstall()
     assert ambient.children() == [in_block]
@@ -882,13 +901,13 @@ def test_uninstall_leaves_no_installed_supervisor() -> None:
 # The supervisor's backend
 
 
-def test_the_supervisors_backend_is_used_when_start_names_none(backend: Any) -> None:
-    sup = Supervisor(backend=backend)
+def test_the_supervisors_backend_is_used_when_start_names_none(coflow_backend: Any) -> None:
+    sup = Supervisor(backend=coflow_backend)
     explicit = coflow.start(Crashing(failures=1).flow, supervisor=sup)
     with sup:
         ambient = coflow.start(Crashing(failures=1).flow)
     for runner in (explicit, ambient):
-        assert runner.backend is backend
+        assert runner.backend is coflow_backend
         assert runner.result(timeout=5) == 1
         assert runner.restarts == 1
 
@@ -987,7 +1006,7 @@ def test_a_supervised_start_of_a_generator_object_is_a_type_error() -> None:
 
 
 def test_call_with_ref_after_a_restart_returns_the_result_without_running_the_child_again(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     payments: list[int] = []
     receipts: list[Any] = []
@@ -1004,7 +1023,7 @@ def test_call_with_ref_after_a_restart_returns_the_result_without_running_the_ch
         if first_run:
             raise RuntimeError("crashed after paying")
 
-    runner = coflow.start(order, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(order, backend=coflow_backend, supervisor=Supervisor())
     assert runner.result(timeout=5) == "paid"
     assert runner.restarts == 1
     assert payments == [1]
@@ -1013,7 +1032,7 @@ def test_call_with_ref_after_a_restart_returns_the_result_without_running_the_ch
     assert child.status == "done"
 
 
-def test_call_without_ref_after_a_restart_runs_the_child_again(backend: Any) -> None:
+def test_call_without_ref_after_a_restart_runs_the_child_again(coflow_backend: Any) -> None:
     payments: list[int] = []
 
     def payment() -> FlowGenerator:
@@ -1025,14 +1044,14 @@ def test_call_without_ref_after_a_restart_runs_the_child_again(backend: Any) -> 
         if len(payments) == 1:
             raise RuntimeError("crashed after paying")
 
-    runner = coflow.start(order, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(order, backend=coflow_backend, supervisor=Supervisor())
     assert runner.result(timeout=5) is None
     assert payments == [1, 1]
     assert [c.status for c in runner.children()] == ["done", "done"]
 
 
 def test_call_with_ref_of_a_child_that_failed_raises_at_once_after_a_restart(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     child_runs: list[LookupError] = []
     caught: list[BaseException | None] = []
@@ -1051,14 +1070,16 @@ def test_call_with_ref_of_a_child_that_failed_raises_at_once_after_a_restart(
         except ChildFailed as failed:
             caught.append(failed.__cause__)
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor())
     assert runner.result(timeout=5) is None
     assert runner.restarts == 1
     assert len(child_runs) == 1
     assert caught == [child_runs[0]]
 
 
-def test_spawn_with_ref_after_a_restart_returns_the_child_that_finished(backend: Any) -> None:
+def test_spawn_with_ref_after_a_restart_returns_the_child_that_finished(
+    coflow_backend: Any,
+) -> None:
     worker_runs: list[int] = []
     parent_handle: list[coflow.Runner] = []
     seen: list[tuple[coflow.Runner, str]] = []
@@ -1081,7 +1102,7 @@ def test_spawn_with_ref_after_a_restart_returns_the_child_that_finished(backend:
             yield receive(match=lambda m: m == "worker done")
             raise RuntimeError("crashed after the worker finished")
 
-    runner = coflow.start(parent, backend=backend, supervisor=Supervisor())
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=Supervisor())
     parent_handle.append(runner)
     runner.send("go")
     assert runner.result(timeout=5) is None
@@ -1095,7 +1116,7 @@ def test_spawn_with_ref_after_a_restart_returns_the_child_that_finished(backend:
 
 
 def test_spawn_with_ref_after_a_permanent_restart_returns_the_running_child(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     sleeper_runs: list[int] = []
     seen: list[tuple[coflow.Runner, str]] = []
@@ -1113,7 +1134,7 @@ def test_spawn_with_ref_after_a_permanent_restart_returns_the_running_child(
         # The first run ends normally: its spawned child goes on running.
 
     sup = Supervisor(restart="permanent", max_restarts=1)
-    runner = coflow.start(parent, backend=backend, supervisor=sup)
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=sup)
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
     assert failed.value.__cause__ is crash
@@ -1127,7 +1148,7 @@ def test_spawn_with_ref_after_a_permanent_restart_returns_the_running_child(
 
 
 def test_a_permanent_parent_that_gives_up_after_a_normal_end_stops_its_running_children(
-    backend: Any,
+    coflow_backend: Any,
 ) -> None:
     spawned: list[coflow.Runner] = []
 
@@ -1138,7 +1159,7 @@ def test_a_permanent_parent_that_gives_up_after_a_normal_end_stops_its_running_c
         spawned.append((yield spawn(sleeper, ref="s")))
 
     sup = Supervisor(restart="permanent", max_restarts=1)
-    runner = coflow.start(parent, backend=backend, supervisor=sup)
+    runner = coflow.start(parent, backend=coflow_backend, supervisor=sup)
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
     assert "kept ending" in str(failed.value.__cause__)
@@ -1158,12 +1179,12 @@ def test_a_permanent_parent_that_gives_up_after_a_normal_end_stops_its_running_c
 
 
 def test_restarts_log_warnings_and_giving_up_logs_an_error(
-    backend: Any, caplog: pytest.LogCaptureFixture
+    coflow_backend: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     crashing = Crashing(failures=99, name="flaky import")
     sup = Supervisor(max_restarts=2)
     with caplog.at_level(logging.WARNING, logger="coflow"):
-        runner = coflow.start(crashing.flow, backend=backend, supervisor=sup)
+        runner = coflow.start(crashing.flow, backend=coflow_backend, supervisor=sup)
         with pytest.raises(FlowFailed):
             runner.result(timeout=5)
 

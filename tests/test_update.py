@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import REAL_BACKENDS, Gate, backend_params, make_backend
+from conftest import REAL_BACKENDS, Gate, backend_params
 
 import coflow
 from coflow import (
@@ -27,6 +27,7 @@ from coflow import (
     wait_until,
 )
 from coflow.backends.virtual import VirtualBackend
+from coflow.pytest_plugin import open_backend
 
 #: ``run`` options that take each way through result interpretation: one bare attempt,
 #: the retry loop, and an attempt with a timeout.
@@ -102,52 +103,59 @@ def test_update_is_a_comparable_immutable_value() -> None:
 
 @pytest.mark.parametrize("options", RUN_SHAPES)
 def test_update_applies_fn_to_the_state_and_yield_gives_the_new_state(
-    backend: Any, options: dict[str, Any]
+    coflow_backend: Any, options: dict[str, Any]
 ) -> None:
     step = run(lambda state: Update(lambda s: {**s, "count": s["count"] + 1}), **options)
 
-    assert run_once(backend, step, initial_state={"count": 1}) == ({"count": 2}, [{"count": 2}])
+    assert run_once(coflow_backend, step, initial_state={"count": 1}) == (
+        {"count": 2},
+        [{"count": 2}],
+    )
 
 
 @pytest.mark.parametrize("options", RUN_SHAPES)
 def test_update_keeps_a_signal_applied_while_the_work_ran(
-    backend: Any, options: dict[str, Any]
+    coflow_backend: Any, options: dict[str, Any]
 ) -> None:
     runner = Started()
     seen: list[Any] = []
 
     def push(state: dict[str, int]) -> Any:
         seen.append(state)
-        signal_from_work(backend, runner, lambda s: {**s, "edits": s["edits"] + 1})
+        signal_from_work(coflow_backend, runner, lambda s: {**s, "edits": s["edits"] + 1})
         return Update(lambda s: {**s, "pushes": s["pushes"] + 1})
 
     runner.append(
-        coflow.start(run(push, **options), initial_state={"edits": 0, "pushes": 0}, backend=backend)
+        coflow.start(
+            run(push, **options), initial_state={"edits": 0, "pushes": 0}, backend=coflow_backend
+        )
     )
 
     assert runner[0].result(timeout=5) == {"edits": 1, "pushes": 1}
     assert seen == [{"edits": 0, "pushes": 0}]
 
 
-def test_ok_replaces_a_signal_applied_while_the_work_ran(backend: Any) -> None:
+def test_ok_replaces_a_signal_applied_while_the_work_ran(coflow_backend: Any) -> None:
     """The contrast: ``Ok`` is built from the state the attempt started with."""
     runner = Started()
 
     def push(state: dict[str, int]) -> Any:
-        signal_from_work(backend, runner, lambda s: {**s, "edits": s["edits"] + 1})
+        signal_from_work(coflow_backend, runner, lambda s: {**s, "edits": s["edits"] + 1})
         return Ok({**state, "pushes": state["pushes"] + 1})
 
-    runner.append(coflow.start(run(push), initial_state={"edits": 0, "pushes": 0}, backend=backend))
+    runner.append(
+        coflow.start(run(push), initial_state={"edits": 0, "pushes": 0}, backend=coflow_backend)
+    )
 
     assert runner[0].result(timeout=5) == {"edits": 0, "pushes": 1}
 
 
 @pytest.mark.parametrize("options", RUN_SHAPES)
-def test_notify_sees_the_updated_state(backend: Any, options: dict[str, Any]) -> None:
+def test_notify_sees_the_updated_state(coflow_backend: Any, options: dict[str, Any]) -> None:
     events: list[Any] = []
     step = run(lambda state: Update(lambda s: s + 1), **options)
 
-    runner = coflow.start(step, initial_state=1, notify=events.append, backend=backend)
+    runner = coflow.start(step, initial_state=1, notify=events.append, backend=coflow_backend)
 
     assert runner.result(timeout=5) == 2
     assert [(type(event).__name__, event.state) for event in events] == [
@@ -156,14 +164,14 @@ def test_notify_sees_the_updated_state(backend: Any, options: dict[str, Any]) ->
     ]
 
 
-def test_an_update_that_changes_nothing_notifies_nothing(backend: Any) -> None:
+def test_an_update_that_changes_nothing_notifies_nothing(coflow_backend: Any) -> None:
     events: list[Any] = []
 
     runner = coflow.start(
         run(lambda state: Update(lambda s: s)),
         initial_state=1,
         notify=events.append,
-        backend=backend,
+        backend=coflow_backend,
     )
 
     assert runner.result(timeout=5) == 1
@@ -172,7 +180,7 @@ def test_an_update_that_changes_nothing_notifies_nothing(backend: Any) -> None:
 
 @pytest.mark.parametrize("options", RUN_SHAPES)
 def test_wait_until_in_a_parallel_branch_rechecks_after_an_update(
-    backend: Any, options: dict[str, Any]
+    coflow_backend: Any, options: dict[str, Any]
 ) -> None:
     def waiter() -> FlowGenerator:
         state = yield wait_until(lambda s: s["pushed"])
@@ -186,7 +194,7 @@ def test_wait_until_in_a_parallel_branch_rechecks_after_an_update(
     def body() -> FlowGenerator:
         results.append((yield parallel([waiter, pusher])))
 
-    runner = coflow.start(body, initial_state={"pushed": False}, backend=backend)
+    runner = coflow.start(body, initial_state={"pushed": False}, backend=coflow_backend)
 
     assert runner.result(timeout=5) == {"pushed": True}
     assert results == [[("woken", True), {"pushed": True}]]
@@ -217,14 +225,14 @@ class FailingUpdates:
         return Update(update)
 
 
-def test_an_update_that_raises_is_retried_like_an_error_of_the_work(backend: Any) -> None:
+def test_an_update_that_raises_is_retried_like_an_error_of_the_work(coflow_backend: Any) -> None:
     work = FailingUpdates(succeed_on=3)
 
-    assert run_once(backend, run(work, retries=2), initial_state=100) == (103, [103])
+    assert run_once(coflow_backend, run(work, retries=2), initial_state=100) == (103, [103])
     assert work.attempts == 3
 
 
-def test_an_update_raising_on_every_attempt_exhausts_the_retries(backend: Any) -> None:
+def test_an_update_raising_on_every_attempt_exhausts_the_retries(coflow_backend: Any) -> None:
     work = FailingUpdates()
     caught: list[BaseException] = []
 
@@ -235,7 +243,7 @@ def test_an_update_raising_on_every_attempt_exhausts_the_retries(backend: Any) -
             caught.append(error)
         return (yield get_state())
 
-    assert coflow.start(body, initial_state=1, backend=backend).result(timeout=5) == 1
+    assert coflow.start(body, initial_state=1, backend=coflow_backend).result(timeout=5) == 1
     assert work.attempts == 3
     [error] = caught
     assert error.attempts == 3
@@ -245,7 +253,7 @@ def test_an_update_raising_on_every_attempt_exhausts_the_retries(backend: Any) -
 
 @pytest.mark.parametrize("options", [{}, {"timeout": 30.0}], ids=["one-attempt", "timeout"])
 def test_with_no_retries_an_update_that_raises_raises_its_error_at_the_yield(
-    backend: Any, options: dict[str, Any]
+    coflow_backend: Any, options: dict[str, Any]
 ) -> None:
     work = FailingUpdates()
     caught: list[BaseException] = []
@@ -257,14 +265,14 @@ def test_with_no_retries_an_update_that_raises_raises_its_error_at_the_yield(
             caught.append(error)
         return (yield get_state())
 
-    assert coflow.start(body, initial_state=1, backend=backend).result(timeout=5) == 1
+    assert coflow.start(body, initial_state=1, backend=coflow_backend).result(timeout=5) == 1
     assert caught == work.errors
 
 
-def test_an_update_error_outside_retry_on_is_not_retried(backend: Any) -> None:
+def test_an_update_error_outside_retry_on_is_not_retried(coflow_backend: Any) -> None:
     work = FailingUpdates()
     runner = coflow.start(
-        run(work, retries=3, retry_on=(KeyError,)), initial_state=1, backend=backend
+        run(work, retries=3, retry_on=(KeyError,)), initial_state=1, backend=coflow_backend
     )
 
     with pytest.raises(coflow.FlowFailed) as failed:
@@ -273,20 +281,20 @@ def test_an_update_error_outside_retry_on_is_not_retried(backend: Any) -> None:
     assert work.attempts == 1
 
 
-def test_an_update_raising_a_base_exception_fails_only_the_flow(backend: Any) -> None:
+def test_an_update_raising_a_base_exception_fails_only_the_flow(coflow_backend: Any) -> None:
     def push(state: Any) -> Any:
         def update(s: Any) -> Any:
             raise KeyboardInterrupt
 
         return Update(update)
 
-    runner = coflow.start(run(push), initial_state=1, backend=backend)
+    runner = coflow.start(run(push), initial_state=1, backend=coflow_backend)
 
     with pytest.raises(coflow.FlowFailed) as failed:
         runner.result(timeout=5)
     assert isinstance(failed.value.__cause__, KeyboardInterrupt)
     still_serving = coflow.start(
-        run(lambda s: Update(lambda s: s + 1)), initial_state=1, backend=backend
+        run(lambda s: Update(lambda s: s + 1)), initial_state=1, backend=coflow_backend
     )
     assert still_serving.result(timeout=5) == 2
 
@@ -319,23 +327,23 @@ def edit(title: str) -> Callable[[Any], Any]:
 BOOK = {"dirty": True, "title": "Draft"}
 
 
-def test_an_edit_during_the_push_is_pushed_afterwards(backend: Any) -> None:
+def test_an_edit_during_the_push_is_pushed_afterwards(coflow_backend: Any) -> None:
     runner = Started()
     pushed: list[str] = []
 
     def push(state: Any) -> Any:
         pushed.append(state["title"])
         if len(pushed) == 1:
-            signal_from_work(backend, runner, edit("Final"))
+            signal_from_work(coflow_backend, runner, edit("Final"))
         return Update(mark_pushed)
 
-    runner.append(coflow.start(sync_book(push), initial_state=BOOK, backend=backend))
+    runner.append(coflow.start(sync_book(push), initial_state=BOOK, backend=coflow_backend))
 
     assert runner[0].result(timeout=5) == {"dirty": False, "title": "Final"}
     assert pushed == ["Draft", "Final"]
 
 
-def test_with_ok_an_edit_during_the_push_is_lost(backend: Any) -> None:
+def test_with_ok_an_edit_during_the_push_is_lost(coflow_backend: Any) -> None:
     """Why the pattern uses Update: Ok's state was built before the edit arrived."""
     runner = Started()
     pushed: list[str] = []
@@ -343,16 +351,16 @@ def test_with_ok_an_edit_during_the_push_is_lost(backend: Any) -> None:
     def push(state: Any) -> Any:
         pushed.append(state["title"])
         if len(pushed) == 1:
-            signal_from_work(backend, runner, edit("Final"))
+            signal_from_work(coflow_backend, runner, edit("Final"))
         return Ok({**state, "dirty": False})
 
-    runner.append(coflow.start(sync_book(push), initial_state=BOOK, backend=backend))
+    runner.append(coflow.start(sync_book(push), initial_state=BOOK, backend=coflow_backend))
 
     assert runner[0].result(timeout=5) == {"dirty": False, "title": "Draft"}
     assert pushed == ["Draft"]
 
 
-def test_an_edit_during_a_failed_attempt_is_pushed_by_the_retry(backend: Any) -> None:
+def test_an_edit_during_a_failed_attempt_is_pushed_by_the_retry(coflow_backend: Any) -> None:
     """A retry's work receives the state as it is when that attempt starts."""
     runner = Started()
     pushed: list[str] = []
@@ -360,11 +368,11 @@ def test_an_edit_during_a_failed_attempt_is_pushed_by_the_retry(backend: Any) ->
     def push(state: Any) -> Any:
         pushed.append(state["title"])
         if len(pushed) == 1:
-            signal_from_work(backend, runner, edit("Final"))
+            signal_from_work(coflow_backend, runner, edit("Final"))
             raise ConnectionError("offline")
         return Update(mark_pushed)
 
-    runner.append(coflow.start(sync_book(push), initial_state=BOOK, backend=backend))
+    runner.append(coflow.start(sync_book(push), initial_state=BOOK, backend=coflow_backend))
 
     # The retry pushed "Final", but the edit came after "processing" was set:
     # the book stays dirty, so the loop pushes once more.
@@ -374,7 +382,7 @@ def test_an_edit_during_a_failed_attempt_is_pushed_by_the_retry(backend: Any) ->
 
 @pytest.mark.parametrize("name", backend_params(REAL_BACKENDS))
 def test_an_edit_signalled_from_outside_during_the_push_is_pushed_afterwards(name: str) -> None:
-    with make_backend(name) as backend:
+    with open_backend(name) as backend:
         started, release = Gate(backend), Gate(backend)
         pushed: list[str] = []
 
@@ -395,7 +403,7 @@ def test_an_edit_signalled_from_outside_during_the_push_is_pushed_afterwards(nam
 
 
 def test_the_sync_book_example_pushes_again_after_an_edit_made_during_its_push(
-    backend: Any, tolerance: float
+    coflow_backend: Any, tolerance: float
 ) -> None:
     from examples import sync_book as example
     from examples._recording import record_events
@@ -406,7 +414,7 @@ def test_the_sync_book_example_pushes_again_after_an_edit_made_during_its_push(
         def sync_book(self, book_id: str) -> None:
             super().sync_book(book_id)
             if len(self.calls) == 1:
-                signal_from_work(backend, [self.book], example.mark_dirty)
+                signal_from_work(coflow_backend, [self.book], example.mark_dirty)
 
     api = EditedDuringThePush(failures=0)
 
@@ -421,7 +429,7 @@ def test_the_sync_book_example_pushes_again_after_an_edit_made_during_its_push(
         ).result(timeout=5)
         return runners
 
-    records = record_events(start, backend)
+    records = record_events(start, coflow_backend)
 
     states = [(t, e.state) for t, name, e in records if name == "sync_book"]
     assert [(s["edits"], s["dirty"], s["synced"]) for _, s in states] == [

@@ -8,7 +8,7 @@ import coflow
 from coflow import FlowGenerator, parallel, wait
 
 
-def test_wait_pauses_for_the_given_time(backend: Any, timeline: Any) -> None:
+def test_wait_pauses_for_the_given_time(coflow_backend: Any, timeline: Any) -> None:
     results: list[Any] = []
 
     def body() -> FlowGenerator:
@@ -18,21 +18,21 @@ def test_wait_pauses_for_the_given_time(backend: Any, timeline: Any) -> None:
         results.append((yield wait(0.2)))
         timeline.log("after 0.3")
 
-    runner = coflow.start(body, initial_state="unchanged", backend=backend)
+    runner = coflow.start(body, initial_state="unchanged", backend=coflow_backend)
 
     assert runner.result(timeout=5) == "unchanged"
     assert results == [None, None]
     timeline.assert_matches([(0.0, "start"), (0.1, "after 0.1"), (0.3, "after 0.3")])
 
 
-def test_flows_that_wait_interleave_by_time(backend: Any, timeline: Any) -> None:
+def test_flows_that_wait_interleave_by_time(coflow_backend: Any, timeline: Any) -> None:
     def ticker(name: str, pauses: list[float]) -> FlowGenerator:
         for pause in pauses:
             yield wait(pause)
             timeline.log(name)
 
-    fast = coflow.start(ticker("fast", [0.1, 0.1, 0.1]), backend=backend)
-    slow = coflow.start(ticker("slow", [0.15, 0.1]), backend=backend)
+    fast = coflow.start(ticker("fast", [0.1, 0.1, 0.1]), backend=coflow_backend)
+    slow = coflow.start(ticker("slow", [0.15, 0.1]), backend=coflow_backend)
 
     fast.result(timeout=5)
     slow.result(timeout=5)
@@ -41,7 +41,9 @@ def test_flows_that_wait_interleave_by_time(backend: Any, timeline: Any) -> None
     )
 
 
-def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(backend: Any, timeline: Any) -> None:
+def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(
+    coflow_backend: Any, timeline: Any
+) -> None:
     def yielding(name: str) -> FlowGenerator:
         timeline.log(f"{name}1")
         yield wait(0)
@@ -52,7 +54,7 @@ def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(backend: Any, tim
     def body() -> FlowGenerator:
         yield parallel([yielding("a"), yielding("b")])
 
-    runner = coflow.start(body, backend=backend)
+    runner = coflow.start(body, backend=coflow_backend)
 
     runner.result(timeout=5)
     timeline.assert_matches(
@@ -60,7 +62,7 @@ def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(backend: Any, tim
     )
 
 
-def test_a_flow_waiting_does_not_hold_up_another_flow(backend: Any, timeline: Any) -> None:
+def test_a_flow_waiting_does_not_hold_up_another_flow(coflow_backend: Any, timeline: Any) -> None:
     def sleeper() -> FlowGenerator:
         yield wait(0.3)
         timeline.log("sleeper woke")
@@ -70,8 +72,8 @@ def test_a_flow_waiting_does_not_hold_up_another_flow(backend: Any, timeline: An
             yield coflow.set_state(lambda state: state + 1)
             timeline.log(("busy", step))
 
-    sleeping = coflow.start(sleeper, backend=backend)
-    working = coflow.start(busy, initial_state=0, backend=backend)
+    sleeping = coflow.start(sleeper, backend=coflow_backend)
+    working = coflow.start(busy, initial_state=0, backend=coflow_backend)
 
     assert working.result(timeout=5) == 3
     sleeping.result(timeout=5)
