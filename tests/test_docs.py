@@ -10,11 +10,15 @@ library (gevent) is left out where that library is not installed.  Blocks
 fenced as ``py`` instead of ``python`` are shown, never run: they need
 libraries the tests do not install (a FastAPI or Flask app).
 Blocks of one page run in order in one namespace, as a reader would paste them.
+A page whose tests take fixtures (coflow's pytest plugin: docs/testing.md) is
+run as the reader would run it: its blocks make one test module, which pytest
+runs in a fresh directory with no conftest (pytester, in this process).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import itertools
 import re
 from pathlib import Path
@@ -27,6 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md", *sorted(path.relative_to(ROOT).as_posix() for path in ROOT.glob("docs/*.md"))]
 STANDALONE = ("import pytest", "from coflow.testing import", "def test_")
 OPTIONAL = ("gevent",)
+#: Plugins installed here that a reader of the docs need not have: left out of pytester's runs.
+UNRELATED_PLUGINS = ["no:anyio", "no:asyncio", "no:hypothesispytest", "no:benchmark"]
+
+pytest_plugins = ["pytester"]
 
 
 def is_standalone(block: str) -> bool:
@@ -52,7 +60,9 @@ def standalone_blocks(page: str) -> list[str]:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_the_programs_on_the_page_run_and_their_tests_pass(page: str) -> None:
+def test_the_programs_on_the_page_run_and_their_tests_pass(
+    page: str, request: pytest.FixtureRequest
+) -> None:
     blocks = standalone_blocks(page)
     assert blocks, f"{page} has no standalone program"
     namespace: dict[str, Any] = {"__name__": f"docs_{Path(page).stem}"}
@@ -60,5 +70,21 @@ def test_the_programs_on_the_page_run_and_their_tests_pass(page: str) -> None:
         exec(compile(block, f"{page} block", "exec"), namespace)
     tests = [value for name, value in namespace.items() if name.startswith("test_")]
     assert tests, f"{page} shows no test to run"
+    if any(inspect.signature(test).parameters for test in tests):
+        run_with_pytest(request.getfixturevalue("pytester"), page, blocks, len(tests))
+        return
     for test in tests:
         test()
+
+
+def run_with_pytest(pytester: pytest.Pytester, page: str, blocks: list[str], tests: int) -> None:
+    """Run the page's blocks as one test module; every test passes, and none is left out."""
+    # Named after the page, so that it cannot be taken for one of this suite's own test modules.
+    module = "test_page_" + Path(page).stem.replace("-", "_")
+    pytester.makepyfile(**{module: "\n\n".join(blocks)})
+    plugins = [option for plugin in UNRELATED_PLUGINS for option in ("-p", plugin)]
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *plugins, "-rfEs")
+    outcomes = result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert set(outcomes) <= {"passed", "skipped"}, result.stdout.str()
+    assert outcomes["passed"] >= tests, result.stdout.str()
