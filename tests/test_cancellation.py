@@ -358,12 +358,12 @@ def test_stop_cancels_in_flight_run_work(
 
     runner = coflow.start(main, initial_state=None, backend=coflow_backend)
     after(0.15, lambda: runner.stop())
-    # Keep the clock going past the retries that would have come next (0.2, 0.3, 0.4).
-    probe = after(0.45, lambda: timeline.log("probe"))
+    # Keep the clock going past the retries that would have come next (0.2, 0.3).
+    probe = after(0.35, lambda: timeline.log("probe"))
 
     with pytest.raises(coflow.FlowStopped):
         runner.result(timeout=5)
     probe.result(timeout=5)
     timeline.assert_matches(
-        [(0.0, "attempt"), (0.1, "attempt"), (0.15, "cleanup"), (0.45, "probe")]
+        [(0.0, "attempt"), (0.1, "attempt"), (0.15, "cleanup"), (0.35, "probe")]
     )

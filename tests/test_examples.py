@@ -45,7 +45,8 @@ def test_sync_book_collapses_a_burst_into_one_sync_after_two_retries(
 ) -> None:
     api = sync_book.FlakyBookAPI(failures=2)
 
-    records = sync_book.main(coflow_backend, api=api)
+    # the push succeeds at 1.4 s: stop the flow 0.15 s after it, a margin for the real backends
+    records = sync_book.main(coflow_backend, api=api, stop_after=1.55)
 
     states = states_of(records, "sync_book")
     assert [(state["edits"], state["dirty"], state["synced"]) for _, state in states] == [
@@ -70,7 +71,7 @@ def test_sync_book_that_keeps_failing_ends_with_retries_exhausted(coflow_backend
     api = sync_book.FlakyBookAPI(failures=10)
 
     # the last retry is at 2.2 s (0.8 + 0.2 + 0.4 + 0.8): stop the flow only after it
-    records = sync_book.main(coflow_backend, api=api, stop_after=2.5)
+    records = sync_book.main(coflow_backend, api=api, stop_after=2.35)
 
     assert len(api.calls) == 4  # the first attempt and 3 retries
     [error] = final_events(records, "sync_book")

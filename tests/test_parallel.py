@@ -201,7 +201,7 @@ def test_fail_fast_with_a_failing_callable(coflow_backend: Any, timeline: Timeli
         raise KeyError("missing")
 
     def sibling() -> FlowGenerator:
-        yield wait(0.3)
+        yield wait(0.15)
         timeline.log("sibling finished")
 
     def main() -> FlowGenerator:
@@ -209,13 +209,13 @@ def test_fail_fast_with_a_failing_callable(coflow_backend: Any, timeline: Timeli
             yield parallel([sibling, boom])
         except KeyError as error:
             timeline.log(("caught", error.args))
-        yield wait(0.4)
+        yield wait(0.3)  # past the moment the sibling would have finished
         timeline.log("flow done")
 
     runner = coflow.start(main, initial_state=None, backend=coflow_backend)
 
     runner.result(timeout=5)
-    timeline.assert_matches([(0.0, ("caught", ("missing",))), (0.4, "flow done")])
+    timeline.assert_matches([(0.0, ("caught", ("missing",))), (0.3, "flow done")])
 
 
 def test_an_uncaught_fail_fast_failure_fails_the_flow(coflow_backend: Any) -> None:

@@ -426,25 +426,25 @@ def test_a_failed_child_restarts_the_parent_not_itself(coflow_backend: Any) -> N
 def test_failures_spaced_wider_than_max_seconds_keep_restarting(
     coflow_backend: Any, timeline: Timeline
 ) -> None:
-    # One restart is allowed per 0.1 s window; failures come every 0.25 s.
-    crashing = Crashing(failures=4, delay=0.25, timeline=timeline)
-    sup = Supervisor(max_restarts=1, max_seconds=0.1)
+    # One restart is allowed per 0.05 s window; failures come every 0.2 s.
+    crashing = Crashing(failures=4, delay=0.2, timeline=timeline)
+    sup = Supervisor(max_restarts=1, max_seconds=0.05)
     runner = coflow.start(crashing.flow, backend=coflow_backend, supervisor=sup)
     assert runner.result(timeout=5) == 1
     timeline.assert_matches(
         [
             (0.0, "start 0"),
-            (0.25, "start 1"),
-            (0.5, "start 2"),
-            (0.75, "start 3"),
-            (1.0, "start 4"),
+            (0.2, "start 1"),
+            (0.4, "start 2"),
+            (0.6, "start 3"),
+            (0.8, "start 4"),
         ]
     )
     assert runner.restarts == 4
 
 
 def test_failures_closer_than_max_seconds_give_up(coflow_backend: Any, timeline: Timeline) -> None:
-    crashing = Crashing(failures=4, delay=0.25, timeline=timeline)
+    crashing = Crashing(failures=4, delay=0.15, timeline=timeline)
 
     def on_event(event: Any) -> None:
         if isinstance(event, FlowError):
@@ -454,7 +454,7 @@ def test_failures_closer_than_max_seconds_give_up(coflow_backend: Any, timeline:
     runner = coflow.start(crashing.flow, backend=coflow_backend, notify=on_event, supervisor=sup)
     with pytest.raises(FlowFailed) as failed:
         runner.result(timeout=5)
-    timeline.assert_matches([(0.0, "start 0"), (0.25, "start 1"), (0.5, "gave up")])
+    timeline.assert_matches([(0.0, "start 0"), (0.15, "start 1"), (0.3, "gave up")])
     assert runner.restarts == 1
     assert failed.value.__cause__ is crashing.errors[1]
 

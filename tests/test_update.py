@@ -420,7 +420,8 @@ def test_the_sync_book_example_pushes_again_after_an_edit_made_during_its_push(
 
     def start(backend: Any, notify: Any) -> list[coflow.Runner]:
         def on_the_scheduler(_: Any) -> list[coflow.Runner]:  # before the book takes a step
-            runners = example.start(backend, notify, api)
+            # The second push ends at 1.3 s: stop 0.15 s after it, a margin for real backends.
+            runners = example.start(backend, notify, api, stop_after=1.45)
             api.book = runners[0]
             return runners
 

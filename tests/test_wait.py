@@ -64,7 +64,7 @@ def test_wait_zero_takes_no_time_and_lets_ready_work_run_first(
 
 def test_a_flow_waiting_does_not_hold_up_another_flow(coflow_backend: Any, timeline: Any) -> None:
     def sleeper() -> FlowGenerator:
-        yield wait(0.3)
+        yield wait(0.2)
         timeline.log("sleeper woke")
 
     def busy() -> FlowGenerator:
@@ -78,5 +78,5 @@ def test_a_flow_waiting_does_not_hold_up_another_flow(coflow_backend: Any, timel
     assert working.result(timeout=5) == 3
     sleeping.result(timeout=5)
     timeline.assert_matches(
-        [(0.0, ("busy", 0)), (0.0, ("busy", 1)), (0.0, ("busy", 2)), (0.3, "sleeper woke")]
+        [(0.0, ("busy", 0)), (0.0, ("busy", 1)), (0.0, ("busy", 2)), (0.2, "sleeper woke")]
     )
