@@ -42,7 +42,6 @@ import pytest
 
 if TYPE_CHECKING:
     from coflow import Backend, Runner
-    from coflow.backends.virtual import VirtualBackend
     from coflow.testing import After, Timeline
 
 __all__ = [
@@ -62,6 +61,14 @@ BUILT_IN_BACKENDS = ("virtual", "asyncio", "gevent", "threads")
 REAL_TOLERANCE = 0.12
 #: Names a backend's factory, ``module:attr``, to run the tests on it too.
 EXTERNAL_VARIABLE = "COFLOW_TEST_BACKEND"
+#: Each built-in backend's class, found by name as coflow finds its adapters: nothing is
+#: imported until a test asks for it (the gevent adapter imports gevent).
+_ADAPTERS = {
+    "virtual": "coflow.backends.virtual:VirtualBackend",
+    "asyncio": "coflow.backends.asyncio:AsyncioBackend",
+    "gevent": "coflow.backends.gevent:GeventBackend",
+    "threads": "coflow.backends.threads:ThreadBackend",
+}
 
 _GEVENT_MISSING = "gevent is not installed: pip install 'coflow[gevent]'"
 _call_report = pytest.StashKey[pytest.TestReport]()
@@ -179,7 +186,7 @@ def external_backend() -> ExternalBackend | None:
 def _external(target: str) -> ExternalBackend | None:
     if not target:
         return None
-    import coflow.backends
+    from coflow._backend import register_backend
 
     module, _, attribute = target.partition(":")
     factory = getattr(importlib.import_module(module), attribute)
@@ -188,7 +195,7 @@ def _external(target: str) -> ExternalBackend | None:
     _close(sample)
     if external.name in BUILT_IN_BACKENDS:
         raise ValueError(f"{EXTERNAL_VARIABLE}={target}: {external.name!r} is taken")
-    coflow.backends.register_backend(external.name, target)
+    register_backend(external.name, target)
     return external
 
 
@@ -223,24 +230,14 @@ def open_backend(name: str, seed: int = 0) -> Iterator[Backend]:
     call ``result()`` while its flows run there.
     """
     if name == "asyncio":
-        from coflow.backends.asyncio import AsyncioBackend
-
         with _loop_in_thread() as loop:
-            yield AsyncioBackend(loop)
+            yield _adapter("asyncio")(loop)
         return
     backend: Backend
     if name == "virtual":
-        from coflow.backends.virtual import VirtualBackend
-
-        backend = VirtualBackend(seed=seed)
-    elif name == "gevent":
-        from coflow.backends.gevent import GeventBackend
-
-        backend = GeventBackend()
-    elif name == "threads":
-        from coflow.backends.threads import ThreadBackend
-
-        backend = ThreadBackend()
+        backend = _adapter("virtual")(seed=seed)
+    elif name in _ADAPTERS:
+        backend = _adapter(name)()
     else:
         external = external_backend()
         if external is None or name != external.name:
@@ -250,6 +247,11 @@ def open_backend(name: str, seed: int = 0) -> Iterator[Backend]:
         yield backend
     finally:
         _close(backend)
+
+
+def _adapter(name: str) -> Any:
+    module, _, attribute = _ADAPTERS[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 @contextlib.contextmanager
@@ -302,12 +304,11 @@ def coflow_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
 
 
 @pytest.fixture
-def virtual_backend(request: pytest.FixtureRequest) -> Iterator[VirtualBackend]:
+def virtual_backend(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A fresh virtual clock; a test that leaves runners running on it fails at teardown."""
     from coflow._instrument import started_hooks
-    from coflow.backends.virtual import VirtualBackend
 
-    backend = VirtualBackend(seed=_seed(request))
+    backend = _adapter("virtual")(seed=_seed(request))
     started: list[weakref.ref[Runner]] = []
 
     def track(runner: Runner) -> None:
