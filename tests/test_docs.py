@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import INNER_RUN_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Every page: each must show at least one standalone program with a test that passes.
@@ -83,7 +84,7 @@ def run_with_pytest(pytester: pytest.Pytester, page: str, blocks: list[str], tes
     module = "test_page_" + Path(page).stem.replace("-", "_")
     pytester.makepyfile(**{module: "\n\n".join(blocks)})
     plugins = [option for plugin in UNRELATED_PLUGINS for option in ("-p", plugin)]
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", *plugins, "-rfEs")
+    result = pytester.runpytest_inprocess(*INNER_RUN_OPTIONS, *plugins, "-rfEs")
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert set(outcomes) <= {"passed", "skipped"}, result.stdout.str()

@@ -15,6 +15,7 @@ import importlib.util
 from typing import Any
 
 import pytest
+from conftest import INNER_RUN_OPTIONS
 
 import coflow
 from coflow import wait
@@ -38,7 +39,7 @@ HAS_GEVENT = importlib.util.find_spec("gevent") is not None
 
 
 def run_users_tests(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_inprocess("-p", "no:cacheprovider", *UNRELATED, "-v", *args)
+    return pytester.runpytest_inprocess(*INNER_RUN_OPTIONS, *UNRELATED, "-v", *args)
 
 
 ON_EVERY_BACKEND = """

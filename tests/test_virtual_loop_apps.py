@@ -20,6 +20,7 @@ pytest.importorskip("anyio")
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 
+from conftest import INNER_RUN_OPTIONS  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
 from starlette.requests import Request  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
@@ -223,7 +224,7 @@ def test_pytest_asyncio_runs_a_users_tests_on_the_virtual_loop(pytester: pytest.
     pytester.makepyfile(test_users_app=TEST_MODULE)
     # Only pytest-asyncio among the plugins installed here, as in a user's project using it.
     quiet = ["-p", "no:anyio", "-p", "no:hypothesispytest", "-p", "no:benchmark"]
-    result = pytester.runpytest("-p", "no:cacheprovider", *quiet)
+    result = pytester.runpytest(*INNER_RUN_OPTIONS, *quiet)
     result.assert_outcomes(passed=3)
 
 
