@@ -19,7 +19,6 @@ thread, time does not move: the clock waits for the thread, up to the loop's
 
 from __future__ import annotations
 
-import heapq
 import random
 import threading
 import weakref
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from coflow._backend import Latch
 from coflow._errors import Deadlock
-from coflow._event_loop import EventLoopBackend, Timer, queue_entry
+from coflow._event_loop import EventLoopBackend, Timer
 from coflow._validate import check_count, check_delay, check_horizon, check_time
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
     from .virtual_loop import HostedEventLoop
 
-_heappop = heapq.heappop
 _INFINITY = float("inf")
 
 
@@ -64,7 +62,8 @@ class VirtualBackend(EventLoopBackend):
 
     def __init__(self, start: float = 0.0, seed: int = 0, max_steps: int = 1_000_000) -> None:
         super().__init__()
-        self._now = check_time("VirtualBackend", "start", start)
+        #: The clock: the timer heap's, which jumps to each deadline as it runs it.
+        self._timers.now = check_time("VirtualBackend", "start", start)
         self._driving = False
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"VirtualBackend: seed must be an int, got {seed!r}")
@@ -77,22 +76,24 @@ class VirtualBackend(EventLoopBackend):
 
     def __repr__(self) -> str:
         ready, timers = len(self._ready) // 2, len(self._timers)
-        return f"<VirtualBackend now={self._now:g} ready={ready} timers={timers}>"
+        return f"<VirtualBackend now={self._timers.now:g} ready={ready} timers={timers}>"
 
     # -- the backend interface ---------------------------------------------------
 
     def now(self) -> float:
-        return self._now
+        return self._timers.now
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
         self._ready.extend((callback, args))  # one call, so another thread cannot split the pair
         self._posted.set()
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
-        return self._timers.push(self._now + delay, callback, args)  # no now() call: hot path
+        timers = self._timers
+        return timers.push(timers.now + delay, callback, args)  # no now() call: hot path
 
     def wake_later(self, delay: float, task: Task) -> None:
-        self._timers.file(self._now + delay, task)
+        timers = self._timers
+        timers.file(timers.now + delay, task)
 
     def start_work(
         self,
@@ -115,7 +116,7 @@ class VirtualBackend(EventLoopBackend):
         return _DONE_WORK
 
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
-        horizon = _INFINITY if timeout is None else self._now + timeout
+        horizon = _INFINITY if timeout is None else self._timers.now + timeout
         with self._drive():
             self._run(horizon, latch)
         if latch.is_set:
@@ -125,7 +126,7 @@ class VirtualBackend(EventLoopBackend):
                 f"{what} can never finish: no work is ready and no timer is set"
                 + self._pending_tasks()
             )
-        self._now = horizon
+        self._timers.now = horizon
         return False
 
     # -- driving the clock ---------------------------------------------------------
@@ -133,21 +134,21 @@ class VirtualBackend(EventLoopBackend):
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of virtual time pass, running everything due on the way."""
         seconds = check_delay("VirtualBackend.advance", "seconds", seconds)
-        self.run(until=self._now + seconds)
+        self.run(until=self._timers.now + seconds)
 
     def run_until_idle(self) -> None:
         """Run all ready work (and what it makes ready); no time passes."""
         with self._drive():
             while self._ready or self._due():
-                self._run_once(self._now)
+                self._run_once(self._timers.now)
 
     def run(self, until: float | None = None) -> None:
         """Jump from timer to timer until nothing is left, or until time ``until``."""
-        until = check_horizon("VirtualBackend.run", "until", until, self._now)
+        until = check_horizon("VirtualBackend.run", "until", until, self._timers.now)
         with self._drive():
             self._run(_INFINITY if until is None else until, None)
-        if until is not None and until > self._now:
-            self._now = until
+        if until is not None and until > self._timers.now:
+            self._timers.now = until
 
     # -- internals -------------------------------------------------------------------
 
@@ -157,38 +158,14 @@ class VirtualBackend(EventLoopBackend):
         Stops when nothing is left, when the next deadline is past ``horizon``,
         or once ``latch`` is set.
         """
-        heap, ready = self._timers, self._ready
-        deadlines, due = heap.deadlines, heap.due
+        timers, ready = self._timers, self._ready
         while latch is None or not latch.is_set:
             if ready:
-                self._run_once(self._now)
+                self._run_once(timers.now)
+            elif self._loop is not None and self._holding_time():
                 continue
-            if self._loop is not None and self._holding_time():
-                continue
-            if not deadlines:
+            elif not timers.run_virtual(horizon, ready, latch):
                 return
-            when = deadlines[0]
-            if when > horizon:
-                return
-            _heappop(deadlines)
-            entries = due.pop(when, None)
-            if not entries:
-                continue  # a deadline whose timers were all cancelled
-            if when > self._now:
-                self._now = when
-            if len(entries) == 1:
-                # The only one due, nothing ready: run it here, with no trip through the
-                # ready queue.  A filed task resumes itself; a timer runs its callback.
-                (entry,) = entries
-                if entry.__class__ is Timer:
-                    entry.heap = None
-                    entry.fire()
-                else:
-                    entry.timer = None
-                    entry.resume_filed(when, heap)
-                continue
-            for entry in entries:  # a tie: all join the ready queue, in the order filed
-                queue_entry(entry, when, ready)
 
     def close(self) -> None:
         """Close the asyncio loop async work ran on, if any."""
@@ -228,7 +205,7 @@ class VirtualBackend(EventLoopBackend):
 
     def _due(self) -> bool:
         when = self._timers.next_deadline()
-        return when is not None and when <= self._now
+        return when is not None and when <= self._timers.now
 
     def _drive(self) -> _Driving:
         return _Driving(self)

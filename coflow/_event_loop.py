@@ -27,8 +27,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._backend import Backend
+from ._backend import Backend, Latch
 from ._errors import HeldClock
+from ._steps import Wait
 
 if TYPE_CHECKING:
     from ._scheduler import Task
@@ -64,6 +65,7 @@ class Timer:
 _new = object.__new__
 _heappush = heapq.heappush
 _heappop = heapq.heappop
+_heapreplace = heapq.heapreplace
 _set_callback = Timer.__dict__["callback"].__set__
 _set_args = Timer.__dict__["args"].__set__
 _set_heap = Timer.__dict__["heap"].__set__
@@ -82,22 +84,25 @@ def fire_filed(task: Task, when: float) -> None:
 class TimerHeap:
     """A heap of distinct deadlines, and what is due at each, in the order it was filed.
 
-    Both are its interface to a loop that runs it: ``deadlines`` is a heap of
-    floats (``heapq``), ``due`` maps each to a dict of its timers and filed
-    tasks; a deadline on the heap but not in ``due`` has nothing left.  A loop
-    pops the top deadline and ``due.pop``s it, then runs or queues each entry
-    (``queue_entry``); ``move_due`` does that for one iteration.
+    ``deadlines`` is a heap of floats (``heapq``); ``due`` maps each to what is
+    due then: a timer or a filed task, or for a tie a dict of them as keys, in
+    the order they were filed.  Most deadlines on a clock are due for one
+    thing alone, so that one needs no dict of its own.  A deadline on the heap
+    but not in ``due`` has nothing left.  A loop takes what is due through
+    ``move_due`` (one iteration, everything due by then) or ``run_virtual``
+    (virtual time: deadline after deadline, time jumping to each).
     """
 
-    __slots__ = ("deadlines", "due")
+    __slots__ = ("deadlines", "due", "now")
 
     def __init__(self) -> None:
         self.deadlines: list[float] = []
-        #: deadline -> its timers and filed tasks, as dict keys (insertion order, O(1) removal).
-        self.due: dict[float, dict[Any, None]] = {}
+        self.due: dict[float, Any] = {}
+        #: The deadline ``run_virtual`` reached last: a virtual clock's time.
+        self.now = 0.0
 
     def __len__(self) -> int:
-        return sum(map(len, self.due.values()))
+        return sum(len(entry) if entry.__class__ is dict else 1 for entry in self.due.values())
 
     def push(self, deadline: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> Timer:
         timer = _new(Timer)  # through the slot descriptors: a clock's hot allocation
@@ -116,12 +121,12 @@ class TimerHeap:
 
     def add(self, deadline: float, entry: Any) -> None:
         """Put a timer or a filed task on the heap (``push`` and ``file`` make them)."""
-        bucket = self.due.get(deadline)
-        if bucket is None:
-            self.due[deadline] = {entry: None}
+        due = self.due
+        found = due.setdefault(deadline, entry)
+        if found is entry:
             _heappush(self.deadlines, deadline)
         else:
-            bucket[entry] = None
+            _tie(due, deadline, found, entry)
 
     def unfile(self, task: Task) -> None:
         """``task`` was woken otherwise: it is no longer due (``Task.wake_soon``)."""
@@ -129,16 +134,18 @@ class TimerHeap:
 
     def discard(self, deadline: float, entry: Any) -> None:
         due = self.due
-        bucket = due.get(deadline)
-        if bucket is None or entry not in bucket:
+        found = due.get(deadline)
+        if found.__class__ is dict and entry in found:
+            del found[entry]
+            if found:
+                return
+        elif found is not entry:
             return  # already moved to the ready queue: firing it checks that it is still due
-        del bucket[entry]
-        if not bucket:
-            del due[deadline]
-            deadlines = self.deadlines
-            if len(deadlines) > 2 * len(due) + _COMPACT_AT:
-                deadlines[:] = due
-                heapq.heapify(deadlines)
+        del due[deadline]
+        deadlines = self.deadlines
+        if len(deadlines) > 2 * len(due) + _COMPACT_AT:
+            deadlines[:] = due
+            heapq.heapify(deadlines)
 
     def next_deadline(self) -> float | None:
         """The earliest deadline with something due, dropping stale ones from the top."""
@@ -152,11 +159,98 @@ class TimerHeap:
         deadlines, due = self.deadlines, self.due
         while deadlines and deadlines[0] <= now:
             when = _heappop(deadlines)
-            for entry in due.pop(when, _NOTHING):
-                queue_entry(entry, when, ready)
+            queue_due(due.pop(when, None), when, ready)
+
+    def run_virtual(self, horizon: float, ready: deque[Any], latch: Latch | None) -> bool:
+        """Run what is due, deadline after deadline up to ``horizon``, while nothing is ready.
+
+        Virtual time: ``now`` jumps to each deadline as it is reached.  Returns
+        False when nothing is due by ``horizon``; True once something else than a
+        waiting flow has run (a timer's callback, a cancelled or ending task, a
+        step but ``wait``), work is ready or ``latch`` is set: the caller then
+        runs what is ready, and checks what may hold time still, before calling
+        again.
+
+        A deadline due for one thing alone runs here, with no trip through the
+        ready queue.  For a filed task, the commonest event on a clock, this loop
+        is the step loop's fast path written out: it resumes the top frame
+        itself, and files the task again if the frame yields another ``wait``,
+        with no call but the frame's; anything else goes on in ``Task.drive``.
+        """
+        deadlines, due = self.deadlines, self.due
+        # ``while True``: CPython 3.11 specializes a loop's code only once an
+        # unconditional backward jump has run a few times, and this loop may be
+        # entered once for a whole run.
+        while True:
+            if ready or (latch is not None and latch.is_set):
+                return True
+            if not deadlines:
+                return False
+            when = deadlines[0]
+            if when > horizon:
+                return False
+            entry = due.pop(when, None)
+            cls = entry.__class__
+            if cls is Timer or cls is dict or entry is None or entry.cancel_pending:
+                _heappop(deadlines)
+                if entry is None:
+                    continue  # a deadline whose timers were all cancelled
+                self.now = when
+                _run_due(entry, when, ready)
+                return True
+            # A filed task alone at its deadline: ``when`` stays on top of the heap,
+            # with nothing due, until the task's next deadline replaces it.
+            self.now = when
+            try:
+                step = entry.frame.send(None)
+            except BaseException as ended:  # StopIteration too: drive ends the task
+                entry.timer = None
+                entry.frame_ended(ended)
+                return True  # ``when``, left with nothing due, is dropped from the top next
+            if step.__class__ is not Wait:
+                entry.timer = None
+                entry.run_yielded(step)
+                return True
+            entry.waiting = step
+            deadline = when + step.seconds
+            entry.deadline = deadline
+            found = due.setdefault(deadline, entry)  # ``add``, inline; its timer is still this heap
+            if found is not entry:
+                _tie(due, deadline, found, entry)
+            elif deadlines[0] is when:
+                _heapreplace(deadlines, deadline)  # one sift, instead of a pop and a push
+            else:  # whatever ran took ``when`` off the top (a stale deadline, or a compaction)
+                _heappush(deadlines, deadline)
 
 
-_NOTHING: dict[Any, None] = {}
+def _run_due(entry: Any, when: float, ready: deque[Any]) -> None:
+    """Run a timer, or a cancelled filed task, due alone at ``when``; queue a tie."""
+    cls = entry.__class__
+    if cls is Timer:
+        entry.heap = None
+        entry.fire()
+    elif cls is dict:
+        queue_due(entry, when, ready)  # all join the ready queue, in the order filed
+    else:
+        entry.timer = None
+        entry.drive(None, None)  # cancelled: ``drive`` throws Cancelled
+
+
+def _tie(due: dict[float, Any], deadline: float, found: Any, entry: Any) -> None:
+    """``entry`` is due at ``deadline`` too, after ``found``: what is due then becomes a dict."""
+    if found.__class__ is dict:
+        found[entry] = None
+    else:
+        due[deadline] = {found: None, entry: None}
+
+
+def queue_due(found: Any, when: float, ready: deque[Any]) -> None:
+    """What a deadline had due (a timer, a filed task, a dict of them, or None) joins ``ready``."""
+    if found.__class__ is dict:
+        for entry in found:
+            queue_entry(entry, when, ready)
+    elif found is not None:
+        queue_entry(found, when, ready)
 
 
 def queue_entry(entry: Any, when: float, ready: deque[Any]) -> None:

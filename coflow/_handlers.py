@@ -149,7 +149,7 @@ class _OnlyAttempt(Work):
 def handle_run(task: Task, step: Run) -> Any:
     if step.timeout is None and not step.policy.retries:
         return handle_work(task, _OnlyAttempt(step.fn, (task.view.state,)))
-    task.frames.append(_attempts(task, step))
+    task.push(_attempts(task, step))
     return None
 
 
@@ -212,7 +212,7 @@ def _attempts(task: Task, step: Run) -> Frame:
 
 
 def handle_sequence(task: Task, step: Sequence) -> Any:
-    task.frames.append(_in_order(step.steps))
+    task.push(_in_order(step.steps))
     return None
 
 
@@ -225,7 +225,7 @@ def _in_order(steps: tuple[Any, ...]) -> Frame:
 
 
 def handle_repeat(task: Task, step: Repeat) -> Any:
-    task.frames.append(_repeated(task, step.body, step.times))
+    task.push(_repeated(task, step.body, step.times))
     return None
 
 
@@ -246,7 +246,7 @@ def handle_branch(task: Task, step: Branch) -> Any:
     body = step.cases.get(key, step.default)
     if body is None:
         raise KeyError(f"flow {task.path()}: branch has no case for {key!r} and no default")
-    task.frames.append(instantiate(body, "branch", task))
+    task.push(instantiate(body, "branch", task))
     return None
 
 
@@ -263,7 +263,7 @@ def handle_tick(task: Task, step: Tick) -> None:
 
 
 def handle_each(task: Task, step: Each) -> Any:
-    task.frames.append(_each_item(task, step))
+    task.push(_each_item(task, step))
     return None
 
 
@@ -491,7 +491,7 @@ def push_frame(task: Task, gen: Frame) -> Any:
     """A generator object yielded: run it as a sub-flow, once."""
     if has_started(gen) or (taken and is_taken(gen)):  # a generator object runs once
         raise TypeError(f"flow {task.path()} yielded {used_before(gen)}")
-    task.frames.append(gen)
+    task.push(gen)
     return None
 
 
@@ -505,7 +505,7 @@ def handle_other(task: Task, value: Any) -> Any:
             "no handler for this subclass of Step; build it from coflow's steps, or yield a flow"
         )
     if kind is not None:
-        task.frames.append(instantiate(value, "sub-flow", task))
+        task.push(instantiate(value, "sub-flow", task))
         return None
     hint = ""
     if is_hashable(value) and value in CONSTRUCTORS:

@@ -159,12 +159,12 @@ class Task:
     """One thread of control in a runner: a stack of frames and what it is blocked on."""
 
     __slots__ = (
+        "callers",
         "cancel_depth",
         "cancel_pending",
         "deadline",
-        "frames",
+        "frame",
         "index",
-        "instant_steps",
         "join",
         "runner",
         "timer",
@@ -177,7 +177,11 @@ class Task:
     ) -> None:
         self.runner = runner
         self.view = view
-        self.frames = [body]
+        #: The frame that runs: the innermost sub-flow; None once the task has finished.
+        self.frame: Frame | None = body
+        #: The frames below it, outermost first, each resumed when the one above returns.
+        #: None until the first sub-flow: most tasks are one frame, and need no list.
+        self.callers: list[Frame] | None = None
         self.join = join
         self.index = index
         #: What the task is blocked on (a step, a Join or a work waiter); None when ready.
@@ -185,50 +189,51 @@ class Task:
         self.timer: Any = None
         #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce.
         self.deadline = 0.0
-        #: Steps run at this instant without blocking (the virtual clock's ``max_steps``).
-        self.instant_steps = 0
         #: -1 until cancelled; then the stack depth down to which frames still get Cancelled.
         self.cancel_depth = -1
         self.cancel_pending = False
 
     # -- the step loop -------------------------------------------------------
 
-    def drive(self, value: Any, error: BaseException | None) -> None:
-        """Resume the top frame with ``value`` (or ``error``) and run until the task blocks."""
+    def drive(self, value: Any, error: BaseException | None, ran: int = 0) -> None:
+        """Resume the top frame with ``value`` (or ``error``) and run until the task blocks.
+
+        ``ran`` counts the steps already run at this instant without blocking: a
+        slice that ends hands it on to the next one (see ``_end_slice``).
+        """
         self.waiting = None
         if self.cancel_pending:
             if self.join is None and self.runner.park_until_children_end(self):
                 return  # the runner's children end first; then Cancelled is thrown here
             self.cancel_pending = False
             value, error = self._cancellation()
-        frames = self.frames
         budget = SLICE
         while True:
-            gen = frames[-1]
+            gen: Frame = self.frame  # type: ignore[assignment]  # a task that runs has a frame
             try:
                 if error is None:
                     step = gen.send(value)
                 else:
                     thrown, error = error, None
-                    # ``value`` is a step the top frame yielded to ``resume_filed`` already.
+                    # ``value`` is a step the top frame yielded already (see ``run_yielded``).
                     step = value if thrown is _YIELDED else gen.throw(thrown)
             except StopIteration as stop:
-                frames.pop()
                 value = stop.value
-                if len(frames) < self.cancel_depth:
+                depth = self._pop_frame()
+                if depth < self.cancel_depth:
                     # The frame swallowed its Cancelled: the cancellation goes on outward.
-                    self.cancel_depth = len(frames)
+                    self.cancel_depth = depth
                     value, error = self._cancellation()
-                if not frames:
+                if not depth:
                     break  # finished outside the handler, so no error there chains to StopIteration
                 continue
             except BaseException as escaped:  # SPEC §9: even SystemExit only fails the flow
                 error = self._escaped(escaped, gen)
-                frames.pop()
-                if not frames:
+                depth = self._pop_frame()
+                if not depth:
                     value = None
                     break
-                if error.__class__ is Cancelled and len(frames) <= self.cancel_depth:
+                if error.__class__ is Cancelled and depth <= self.cancel_depth:
                     value, error = self._cancellation()  # into a frame the cancellation reaches
                 continue
             budget -= 1
@@ -240,7 +245,6 @@ class Task:
                 elif step.__class__ is Wait:  # the commonest way to block
                     self.waiting = step
                     self.runner.backend.wake_later(step.seconds, self)
-                    self.instant_steps = 0
                     return
                 else:
                     value = DISPATCH.get(step.__class__, FALLBACK[0])(self, step)
@@ -250,52 +254,75 @@ class Task:
                 value, error = None, _without_loop_frame(failed)
                 continue
             if value is SUSPEND:
-                self.instant_steps = 0
                 return
             if not budget:
-                self._end_slice(value)
+                self._end_slice(value, ran + SLICE)
                 return
         self._finish(value, error)
 
-    def resume_filed(self, now: float, heap: TimerHeap) -> None:
-        """Resume a task its timer heap found due at ``now``, after a ``wait``.
+    def run_yielded(self, step: Any) -> None:
+        """Run ``step``, which the top frame has yielded to whoever resumed it, as ``drive`` does.
 
-        The commonest event on a clock, so a ``wait`` that the top frame
-        yields next is filed here, with none of ``drive``'s set-up; anything
-        else goes on in ``drive``.
+        A timer heap resumes a filed task's frame itself (the commonest event
+        on a clock) and hands over any step but a ``wait``.
         """
-        if self.cancel_pending:
-            self.drive(None, None)
-            return
-        try:
-            step = self.frames[-1].send(None)
-        except BaseException as ended:
-            # The frame has ended: ``drive`` throws this into it, which raises it again there,
-            # and handles that as it would have here.  Without this frame in the traceback.
-            if ended.__traceback__ is not None:
-                ended.__traceback__ = ended.__traceback__.tb_next
-            self.drive(None, ended)
-            return
-        if step.__class__ is Wait:
-            self.waiting = step
-            self.timer = heap
-            self.deadline = deadline = now + step.seconds
-            heap.add(deadline, self)
-            self.instant_steps = 0
+        self.drive(step, _YIELDED)
+
+    def frame_ended(self, ended: BaseException) -> None:
+        """The top frame, resumed by a timer heap, ended with ``ended`` (``StopIteration`` too).
+
+        ``drive`` throws it into the ended frame, which raises it again there,
+        and handles it as if ``drive`` had resumed the frame itself.
+        """
+        tb = ended.__traceback__
+        if tb is not None:
+            ended.__traceback__ = tb.tb_next  # without the heap's loop in the traceback
+        self.drive(None, ended)
+
+    # -- frames ---------------------------------------------------------------
+
+    def push(self, frame: Frame) -> None:
+        """Run ``frame`` on top (a sub-flow, or a composite step's own generator)."""
+        callers = self.callers
+        if callers is None:
+            self.callers = [self.frame]  # type: ignore[list-item]  # a task that runs has a frame
         else:
-            self.drive(step, _YIELDED)
+            callers.append(self.frame)  # type: ignore[arg-type]
+        self.frame = frame
+
+    def _pop_frame(self) -> int:
+        """Drop the top frame, which has ended; the frames left (0: the task has finished)."""
+        callers = self.callers
+        if callers:
+            self.frame = callers.pop()
+            return len(callers) + 1
+        self.frame = None
+        return 0
+
+    def frames(self) -> list[Frame]:
+        """The task's frames, outermost first (the top frame last)."""
+        if self.frame is None:
+            return []
+        return [*(self.callers or ()), self.frame]
+
+    def depth(self) -> int:
+        """How many frames the task has (0 once it has finished)."""
+        if self.frame is None:
+            return 0
+        callers = self.callers
+        return len(callers) + 1 if callers else 1
 
     def _cancellation(self) -> tuple[None, BaseException | None]:
         """What resumes the top frame to cancel it: ``Cancelled``, unprotected past a grace."""
-        if self.runner.unprotected and self.frames:
-            self.frames[-1] = _unprotected(self.frames[-1])
+        if self.runner.unprotected and self.frame is not None:
+            self.frame = _unprotected(self.frame)
             return None, None
         return None, Cancelled()
 
     def _escaped(self, error: BaseException, gen: Frame) -> BaseException:
         """Account for ``error`` leaving ``gen`` (still stacked); return what goes on outward."""
         _without_loop_frame(error)
-        depth = len(self.frames) - 1
+        depth = self.depth() - 1
         if depth < self.cancel_depth:
             self.cancel_depth = depth
             if not isinstance(error, Cancelled):
@@ -306,13 +333,18 @@ class Task:
             locate(error, gen, self)
         return error
 
-    def _end_slice(self, value: Any) -> None:
+    def _end_slice(self, value: Any, ran: int) -> None:
+        """Let the work already ready go first; ``ran`` steps have run without blocking.
+
+        The count travels with the posted resumption, so blocking forgets it
+        at no cost; on a virtual clock time cannot pass while the task is
+        ready, so the count is of steps at one instant (``max_steps``).
+        """
         backend = self.runner.backend
-        backend.call_soon(self.drive, value, None)
-        self.instant_steps += SLICE
-        if backend.max_steps is not None and self.instant_steps > backend.max_steps:
+        backend.call_soon(self.drive, value, None, ran)
+        if backend.max_steps is not None and ran > backend.max_steps:
             raise HeldClock(
-                f"flow {self.path()} ran {self.instant_steps} steps at time {backend.now():g} "
+                f"flow {self.path()} ran {ran} steps at time {backend.now():g} "
                 f"without blocking (max_steps={backend.max_steps}); on the virtual clock a flow "
                 "that never blocks holds time still"
             )
@@ -343,7 +375,7 @@ class Task:
 
     def cancel_again(self) -> None:
         """A stop's grace is over: cancel the task anew, even in the middle of its cleanup."""
-        if self.frames:
+        if self.frame is not None:
             self.cancel_depth = -1
             cancel_all((self,))
 
@@ -360,10 +392,10 @@ class Task:
 
     def cancel_one(self) -> Iterable[Cancellable] | None:
         """Mark the task cancelled and abort its wait; the branches that must be cancelled too."""
-        if not self.frames or self.cancel_depth >= 0:
+        if self.frame is None or self.cancel_depth >= 0:
             return None  # finished, or already cancelling
         self.cancel_pending = True
-        self.cancel_depth = len(self.frames)
+        self.cancel_depth = self.depth()
         waiting = self.waiting
         if waiting is None:
             return None  # already posted to run: the pending resume throws Cancelled
@@ -374,7 +406,8 @@ class Task:
         frames: list[Frame] = []
         task: Task | None = self
         while task is not None:
-            frames[:0] = task.frames if task.join is not None else task.frames[1:]
+            stack = task.frames()
+            frames[:0] = stack if task.join is not None else stack[1:]
             task = task.join.parent if task.join is not None else None
         return flow_path(*self.runner.path_parts(PATH_ENDS), frames)
 
@@ -412,7 +445,7 @@ INTERNAL_CODES.add(_unprotected.__code__)
 
 
 class _Yielded(BaseException):
-    """``drive``'s marker, as its error, for a step already yielded (see ``resume_filed``)."""
+    """``drive``'s marker, as its error, for a step already yielded (see ``run_yielded``)."""
 
 
 _YIELDED: Final = _Yielded()
