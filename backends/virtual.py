@@ -164,7 +164,7 @@ class VirtualBackend(EventLoopBackend):
                 self._run_once(timers.now)
             elif self._loop is not None and self._holding_time():
                 continue
-            elif not timers.run_virtual(horizon, ready, latch):
+            elif not timers.run_virtual(horizon, ready):
                 return
 
     def close(self) -> None:

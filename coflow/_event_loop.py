@@ -9,13 +9,15 @@ waits for the next deadline: the virtual clock jumps to it, the threads
 backend sleeps until it (or until another thread posts work), the gevent
 backend arms one hub timer for it.  ``EventLoopBackend.run_iteration`` is
 the one driver of a real-time loop: it runs an iteration and says how long
-the loop may wait.
+the loop may wait; ``TimerHeap.run_virtual`` is the virtual clock's, which
+runs deadline after deadline while nothing is ready.
 
 The heap holds distinct deadlines, as plain floats (the cheapest thing to
-compare); what is due at each is a dict in the order it was filed, so ties
-keep their order and a cancel is a deletion.  A ``wait`` files its task
-itself (``wake_later``): no timer object is made for the commonest timer.
-A deadline left with nothing due stays on the heap until it reaches the top;
+compare); what is due at each is the one timer or filed task due then, or
+for a tie a dict of them in the order they were filed, so ties keep their
+order and a cancel is a deletion.  A ``wait`` files its task itself
+(``wake_later``): no timer object is made for the commonest timer.  A
+deadline left with nothing due stays on the heap until it reaches the top;
 the heap is rebuilt once most of it is such deadlines.
 """
 
@@ -27,7 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._backend import Backend, Latch
+from ._backend import Backend
 from ._errors import HeldClock
 from ._steps import Wait
 
@@ -98,7 +100,8 @@ class TimerHeap:
     def __init__(self) -> None:
         self.deadlines: list[float] = []
         self.due: dict[float, Any] = {}
-        #: The deadline ``run_virtual`` reached last: a virtual clock's time.
+        #: The deadline ``run_virtual`` reached last: a virtual clock's time (a loop on a
+        #: real clock reads its clock instead, and leaves this alone).
         self.now = 0.0
 
     def __len__(self) -> int:
@@ -161,37 +164,45 @@ class TimerHeap:
             when = _heappop(deadlines)
             queue_due(due.pop(when, None), when, ready)
 
-    def run_virtual(self, horizon: float, ready: deque[Any], latch: Latch | None) -> bool:
+    def run_virtual(self, horizon: float, ready: deque[Any]) -> bool:
         """Run what is due, deadline after deadline up to ``horizon``, while nothing is ready.
 
         Virtual time: ``now`` jumps to each deadline as it is reached.  Returns
-        False when nothing is due by ``horizon``; True once something else than a
-        waiting flow has run (a timer's callback, a cancelled or ending task, a
-        step but ``wait``), work is ready or ``latch`` is set: the caller then
-        runs what is ready, and checks what may hold time still, before calling
-        again.
+        False when nothing is due by ``horizon``; True once work is ready, or
+        once something else than a waiting flow has run (a timer's callback, a
+        cancelled or ending task, a step but ``wait``): the caller then runs what
+        is ready, and checks whatever it waits for (a latch, work holding time
+        still), before calling again.
 
         A deadline due for one thing alone runs here, with no trip through the
         ready queue.  For a filed task, the commonest event on a clock, this loop
         is the step loop's fast path written out: it resumes the top frame
         itself, and files the task again if the frame yields another ``wait``,
         with no call but the frame's; anything else goes on in ``Task.drive``.
+        Only the flow's own code runs in between, and it reaches the scheduler
+        only by posting work, so no latch can be set without ``ready`` saying so.
         """
         deadlines, due = self.deadlines, self.due
         # ``while True``: CPython 3.11 specializes a loop's code only once an
         # unconditional backward jump has run a few times, and this loop may be
         # entered once for a whole run.
         while True:
-            if ready or (latch is not None and latch.is_set):
+            if ready:
                 return True
-            if not deadlines:
-                return False
-            when = deadlines[0]
+            try:
+                when = deadlines[0]
+            except IndexError:
+                return False  # nothing left
             if when > horizon:
                 return False
             entry = due.pop(when, None)
             cls = entry.__class__
-            if cls is Timer or cls is dict or entry is None or entry.cancel_pending:
+            if (
+                cls is Timer
+                or cls is dict
+                or entry is None
+                or (entry.stack is not None and entry.stack.cancel_pending)  # Task.cancel_pending
+            ):
                 _heappop(deadlines)
                 if entry is None:
                     continue  # a deadline whose timers were all cancelled

@@ -18,6 +18,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._backend import Latch
     from ._runner import Runner
     from ._scheduler import Task
     from ._supervisor import Supervisor
@@ -57,6 +58,18 @@ class Links:
     outer: tuple[tuple[str, ...], int] | None = None
     #: What cleanup raised while the runner was being cancelled: notes on its final error.
     cleanup_errors: list[BaseException] | None = None
+    #: The runner's id, once asked for; and the name given to ``start``, if one was.
+    id = 0
+    name: str | None = None
+    #: What the flow failed with, once it has.
+    error: BaseException | None = None
+    #: The messages sent and not yet taken (``_waking``).
+    mailbox: deque[Any] | None = None
+    #: Set when the runner ends: what ``result()``, ``wait()`` and a caller wait on.
+    done_latch: Latch | None = None
+    #: Set by ``stop()`` on the caller's thread; then when the stop begins cancelling the flow.
+    stop_asked = False
+    stopping = False
     #: When recent restarts happened, on the backend's clock (the supervisor's limit).
     restart_times: list[float] | None = None
     #: On a clock with ``max_steps``: the instant of the last restart, and how many were at it.

@@ -49,6 +49,8 @@ _UNWATCHED: Final = Latch()
 #: Held while a runner's sinks are replaced (rare: one lock for all).  Reentrant, because a
 #: stream collected meanwhile takes itself off in whatever thread the collector runs.
 _SINKS_CHANGING = threading.RLock()
+#: Held while a runner's links are made, so two threads cannot each make some (rare: one lock).
+_LINKING = threading.Lock()
 
 Notify = Callable[[FlowEvent], Any]
 STATUSES = ("running", "done", "failed", "stopped")
@@ -66,20 +68,17 @@ class StateView(Protocol):
 class Runner:
     """A running flow: signal it, send it messages, read it, observe it, stop it."""
 
+    # The slots are what a running flow uses all the time; the rest of a runner's
+    # attributes (its id, a name given to ``start``, its mailbox, its error, who waits
+    # for its end, a stop asked for or in progress) live in its ``Links``, made on first
+    # need: so a flow blocked in ``wait_until`` costs a runner of ten slots.
     __slots__ = (
         "__weakref__",  # registries of live runners hold them weakly
-        "_done_latch",
-        "_id",
         "_links",
         "_sinks",
-        "_stop_asked",
-        "_stopping",
         "backend",
         "blocked",
-        "error",
         "flow",
-        "mailbox",
-        "name",
         "parent",
         "root",
         "state",
@@ -91,10 +90,13 @@ class Runner:
     # and child flows read them; a user reads the public properties and methods.
 
     def __init__(
-        self, flow: Any, backend: Backend, initial_state: Any, name: str, sinks: tuple[Notify, ...]
+        self,
+        flow: Any,
+        backend: Backend,
+        initial_state: Any,
+        name: str | None,
+        sinks: tuple[Notify, ...],
     ) -> None:
-        self._id = 0
-        self.name = name
         self.flow = flow
         self.backend = backend
         self.state = initial_state
@@ -104,27 +106,77 @@ class Runner:
         self._sinks = sinks
         #: The task running the flow's body; None once the runner has ended.
         self.root: Task | None = None
-        #: Tasks blocked on state changes or messages, and the messages not yet taken:
-        #: what ``_waking`` keeps for this runner (see there).
+        #: Tasks blocked on state changes or messages: what ``_waking`` keeps for this
+        #: runner, with its ``mailbox`` (see there).
         self.blocked: Task | list[Task] | None = None
-        self.mailbox: deque[Any] | None = None
-        self._done_latch: Latch | None = None
-        #: What the flow failed with, once it has.
-        self.error: BaseException | None = None
-        self._stopping = False
-        #: Set by ``stop()`` on the caller's thread, so the stop overtakes what is queued.
-        self._stop_asked = False
         #: The runner that started this one with ``call`` or ``spawn``.
         self.parent: Runner | None = None
-        #: Children and supervisor: made on first need (most runners have none).
+        #: Children, supervisor and the rarely used attributes: made on first need.
         self._links: Links | None = None
+        if name is not None:
+            self.ensure_links().name = name
 
     @property
     def id(self) -> int:
         """A number unique to this runner in this process."""
-        if not self._id:
-            self._id = next(_ids)  # drawn on first use: most runners never need one
-        return self._id
+        links = self.ensure_links()
+        if not links.id:
+            links.id = next(_ids)  # drawn on first use: most runners never need one
+        return links.id
+
+    @property
+    def name(self) -> str:
+        """The name given to ``start``, else the flow's own."""
+        links = self._links
+        if links is not None and links.name is not None:
+            return links.name
+        return flow_name(self.flow)
+
+    @property
+    def error(self) -> BaseException | None:
+        """What the flow failed with, once it has."""
+        links = self._links
+        return None if links is None else links.error
+
+    @error.setter
+    def error(self, error: BaseException | None) -> None:
+        if error is not None or self._links is not None:
+            self.ensure_links().error = error
+
+    @property
+    def mailbox(self) -> deque[Any] | None:
+        """The messages sent and not yet taken (``_waking``); None while there never were any."""
+        links = self._links
+        return None if links is None else links.mailbox
+
+    @mailbox.setter
+    def mailbox(self, mailbox: deque[Any] | None) -> None:
+        if mailbox is not None or self._links is not None:
+            self.ensure_links().mailbox = mailbox
+
+    @property
+    def _stop_asked(self) -> bool:
+        """Whether ``stop()`` was called: set on the caller's thread, so the stop overtakes
+        the signals and messages already queued."""
+        links = self._links
+        return links is not None and links.stop_asked
+
+    @property
+    def _stopping(self) -> bool:
+        """Whether a stop has begun cancelling the flow (on the scheduler)."""
+        links = self._links
+        return links is not None and links.stopping
+
+    @property
+    def _done_latch(self) -> Latch | None:
+        """Set when the runner ends: what ``result()``, ``wait()`` and a caller wait on."""
+        links = self._links
+        return None if links is None else links.done_latch
+
+    @_done_latch.setter
+    def _done_latch(self, latch: Latch | None) -> None:
+        if latch is not None or self._links is not None:
+            self.ensure_links().done_latch = latch
 
     @property
     def restarts(self) -> int:
@@ -180,10 +232,13 @@ class Runner:
         return list(head), depth - 2 * keep, inner
 
     def ensure_links(self) -> Links:
-        """The runner's children and supervisor (created on first use)."""
+        """The runner's links (created on first use, from any thread: ``id`` may ask first)."""
         links = self._links
         if links is None:
-            links = self._links = Links()
+            with _LINKING:
+                links = self._links
+                if links is None:
+                    links = self._links = Links()
         return links
 
     # -- the public, thread-safe API ----------------------------------------
@@ -223,7 +278,7 @@ class Runner:
         if grace is not None:
             grace = check_delay("stop", "grace", grace)
         if self.status == "running":
-            self._stop_asked = True
+            self.ensure_links().stop_asked = True
             self.backend.call_soon_threadsafe(self.stop_now, grace)
 
     def children(self, status: str | None = None) -> list[Runner]:
@@ -362,7 +417,8 @@ class Runner:
         if self.status != "running":
             future.settle(None, FlowNotRunning(self.name, self.status, "signal"))
             return
-        if self._stop_asked:
+        links = self._links
+        if links is not None and links.stop_asked:  # ``_stop_asked``, read inline: signals flood
             self.stop_now()  # no-op once stopping: the stop overtakes the signals queued behind it
             future.settle(None, FlowNotRunning(self.name, "stopping", "signal"))
             return
@@ -381,7 +437,7 @@ class Runner:
         """
         stopping = self._descendants(lambda runner: not runner._stopping)
         for runner in stopping:
-            runner._stopping = True
+            runner.ensure_links().stopping = True
         for runner in reversed(stopping):
             assert runner.root is not None
             runner.root.cancel()
@@ -509,7 +565,7 @@ class Runner:
         self.state = links.initial_state
         if self._sinks:
             self._emit(FlowState(self.state, self))
-        root = self.root = Task(self, self, instantiate(self.flow, "supervisor restart"))
+        root = self.root = Task(self, instantiate(self.flow, "supervisor restart"))
         self.backend.call_soon(root.drive, None, None)  # never inline: a restart cannot recurse
         if self.backend.max_steps is not None:
             self._count_instant_restart(links, self.backend.max_steps)
@@ -529,6 +585,7 @@ class Runner:
             )
 
     def _end(self, error: BaseException | None) -> None:
+        links = self._links
         unwatched = False
         if error is None:
             self.status = "done"
@@ -538,19 +595,18 @@ class Runner:
             self.status = "stopped"
         else:
             self.status = "failed"
-            self.error = error
-            links = self._links
-            for cleanup_error in (links.cleanup_errors if links is not None else None) or ():
+            links = self.ensure_links()
+            links.error = error
+            for cleanup_error in links.cleanup_errors or ():
                 add_note(error, f"coflow: while cancelling, cleanup raised {cleanup_error!r}")
-            if self._sinks and not self._stopping:
+            if self._sinks and not links.stopping:
                 self._emit(FlowError(error, self))
-            elif not self._sinks and self._done_latch is None and not self._supervised():
+            elif not self._sinks and links.done_latch is None and links.supervisor is None:
                 if self.parent is not None:
                     self._log_unwatched()  # spawned: nothing of its parent waits for it
                 else:
                     unwatched = True  # logged when dropped, unless asked for by then
         self.blocked = None
-        self.mailbox = None
         if self._sinks:
             for sink in self._drop_stream_sinks(None):  # nothing more will come: let them go
                 if type(sink) is _StreamSink:
@@ -558,10 +614,18 @@ class Runner:
         self.root = None  # no cycle left through the finished task: reference counting frees it
         if self.parent is not None:
             self.parent.child_ended(self)
-        links = self._links
-        if links is not None and links.supervisor is not None:
+        if links is not None:  # else no supervisor or waiter, and no mailbox to drop
+            self._end_links(links, unwatched)
+
+    def _end_links(self, links: Links, unwatched: bool) -> None:
+        """Tell the supervisor and whoever waits that the runner has ended."""
+        if links.mailbox is not None:
+            links.mailbox = None
+        if links.supervisor is not None:
             links.supervisor.forget(self)
-        latch, self._done_latch = self._done_latch, _UNWATCHED if unwatched else None
+        latch = links.done_latch
+        if latch is not None or unwatched:
+            links.done_latch = _UNWATCHED if unwatched else None
         if latch is not None:
             latch.set()
 
@@ -571,12 +635,14 @@ class Runner:
             self._done_latch = None  # asked for: not _UNWATCHED any more
             callback()
             return
-        if self._done_latch is None:
-            self._done_latch = Latch()
-        self._done_latch.add_callback(callback)
+        links = self.ensure_links()
+        if links.done_latch is None:
+            links.done_latch = Latch()
+        links.done_latch.add_callback(callback)
 
     def __del__(self) -> None:
-        if self._done_latch is _UNWATCHED:
+        links = self._links
+        if links is not None and links.done_latch is _UNWATCHED:
             self._log_unwatched()
 
     def _log_unwatched(self) -> None:
@@ -843,8 +909,8 @@ def launch(
         initial_state = flow.initial_state if isinstance(flow, Flow) else None
     body = instantiate(flow, where, task)
     sinks = () if notify is None else (_sink(notify),)
-    runner = Runner(flow, backend, initial_state, name or flow_name(flow), sinks)
-    runner.root = Task(runner, runner, body)
+    runner = Runner(flow, backend, initial_state, name, sinks)
+    runner.root = Task(runner, body)
     if started_hooks:
         for hook in tuple(started_hooks):
             hook(runner)

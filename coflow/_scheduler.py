@@ -106,6 +106,13 @@ class Owner(Protocol):
     mailbox: deque[Any] | None
 
     @property
+    def state(self) -> Any:
+        """The runner's state: what its root task reads (the runner is its root task's view)."""
+
+    def replace_state(self, new_state: Any) -> None:
+        """Make ``new_state`` the runner's state (see ``StateView``)."""
+
+    @property
     def unprotected(self) -> bool:
         """Whether a stop's grace is over: ``Cancelled`` then reaches even cleanup."""
 
@@ -156,42 +163,42 @@ FALLBACK: list[Handler] = []
 
 
 class Task:
-    """One thread of control in a runner: a stack of frames and what it is blocked on."""
+    """One thread of control in a runner: a stack of frames and what it is blocked on.
 
-    __slots__ = (
-        "callers",
-        "cancel_depth",
-        "cancel_pending",
-        "deadline",
-        "frame",
-        "index",
-        "join",
-        "runner",
-        "timer",
-        "view",
-        "waiting",
-    )
+    This is a runner's root task; ``BranchTask`` is a branch task of a join.  Its
+    slots are what a blocked flow needs; what few tasks need waits in a
+    ``Stack`` made on first need, so a flow blocked in one frame stays small.
+    """
 
-    def __init__(
-        self, runner: Owner, view: StateView, body: Frame, join: Join | None = None, index: int = 0
-    ) -> None:
+    __slots__ = ("deadline", "frame", "runner", "stack", "timer", "waiting")
+
+    #: The join a branch task belongs to, and its place there (``BranchTask``; a root task
+    #: is no branch).
+    join: Join | None = None
+    index = 0
+
+    def __init__(self, runner: Owner, body: Frame) -> None:
         self.runner = runner
-        self.view = view
         #: The frame that runs: the innermost sub-flow; None once the task has finished.
         self.frame: Frame | None = body
-        #: The frames below it, outermost first, each resumed when the one above returns.
-        #: None until the first sub-flow: most tasks are one frame, and need no list.
-        self.callers: list[Frame] | None = None
-        self.join = join
-        self.index = index
+        #: The frames below the top one and the cancellation's progress; None until needed.
+        self.stack: Stack | None = None
         #: What the task is blocked on (a step, a Join or a work waiter); None when ready.
         self.waiting: Waitable | None = None
         self.timer: Any = None
         #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce.
         self.deadline = 0.0
-        #: -1 until cancelled; then the stack depth down to which frames still get Cancelled.
-        self.cancel_depth = -1
-        self.cancel_pending = False
+
+    @property
+    def view(self) -> StateView:
+        """What the task reads and replaces: its runner's state (a branch may have a part)."""
+        return self.runner
+
+    @property
+    def cancel_pending(self) -> bool:
+        """Whether the task is cancelled and ``Cancelled`` is still to reach its top frame."""
+        stack = self.stack
+        return stack is not None and stack.cancel_pending
 
     # -- the step loop -------------------------------------------------------
 
@@ -202,12 +209,14 @@ class Task:
         slice that ends hands it on to the next one (see ``_end_slice``).
         """
         self.waiting = None
-        if self.cancel_pending:
+        stack = self.stack
+        if stack is not None and stack.cancel_pending:
             if self.join is None and self.runner.park_until_children_end(self):
                 return  # the runner's children end first; then Cancelled is thrown here
-            self.cancel_pending = False
+            stack.cancel_pending = False
             value, error = self._cancellation()
         budget = SLICE
+        view: StateView | None = None
         while True:
             gen: Frame = self.frame  # type: ignore[assignment]  # a task that runs has a frame
             try:
@@ -220,9 +229,10 @@ class Task:
             except StopIteration as stop:
                 value = stop.value
                 depth = self._pop_frame()
-                if depth < self.cancel_depth:
+                stack = self.stack
+                if stack is not None and depth < stack.cancel_depth:
                     # The frame swallowed its Cancelled: the cancellation goes on outward.
-                    self.cancel_depth = depth
+                    stack.cancel_depth = depth
                     value, error = self._cancellation()
                 if not depth:
                     break  # finished outside the handler, so no error there chains to StopIteration
@@ -233,13 +243,14 @@ class Task:
                 if not depth:
                     value = None
                     break
-                if error.__class__ is Cancelled and depth <= self.cancel_depth:
+                if error.__class__ is Cancelled and depth <= self._cancel_depth():
                     value, error = self._cancellation()  # into a frame the cancellation reaches
                 continue
             budget -= 1
             try:
                 if step.__class__ is SetState:  # the commonest step, the body of busy loops
-                    view = self.view
+                    if view is None:
+                        view = self.view
                     value = step.fn(view.state)
                     view.replace_state(value)
                 elif step.__class__ is Wait:  # the commonest way to block
@@ -283,19 +294,15 @@ class Task:
 
     def push(self, frame: Frame) -> None:
         """Run ``frame`` on top (a sub-flow, or a composite step's own generator)."""
-        callers = self.callers
-        if callers is None:
-            self.callers = [self.frame]  # type: ignore[list-item]  # a task that runs has a frame
-        else:
-            callers.append(self.frame)  # type: ignore[arg-type]
+        self._stack().callers.append(self.frame)  # type: ignore[arg-type]  # it runs: it has one
         self.frame = frame
 
     def _pop_frame(self) -> int:
         """Drop the top frame, which has ended; the frames left (0: the task has finished)."""
-        callers = self.callers
-        if callers:
-            self.frame = callers.pop()
-            return len(callers) + 1
+        stack = self.stack
+        if stack is not None and stack.callers:
+            self.frame = stack.callers.pop()
+            return len(stack.callers) + 1
         self.frame = None
         return 0
 
@@ -303,14 +310,25 @@ class Task:
         """The task's frames, outermost first (the top frame last)."""
         if self.frame is None:
             return []
-        return [*(self.callers or ()), self.frame]
+        return [*(self.stack.callers if self.stack is not None else ()), self.frame]
 
     def depth(self) -> int:
         """How many frames the task has (0 once it has finished)."""
         if self.frame is None:
             return 0
-        callers = self.callers
-        return len(callers) + 1 if callers else 1
+        stack = self.stack
+        return len(stack.callers) + 1 if stack is not None else 1
+
+    def _stack(self) -> Stack:
+        stack = self.stack
+        if stack is None:
+            stack = self.stack = Stack()
+        return stack
+
+    def _cancel_depth(self) -> int:
+        """-1 until cancelled; then the depth down to which frames still get ``Cancelled``."""
+        stack = self.stack
+        return -1 if stack is None else stack.cancel_depth
 
     def _cancellation(self) -> tuple[None, BaseException | None]:
         """What resumes the top frame to cancel it: ``Cancelled``, unprotected past a grace."""
@@ -323,8 +341,8 @@ class Task:
         """Account for ``error`` leaving ``gen`` (still stacked); return what goes on outward."""
         _without_loop_frame(error)
         depth = self.depth() - 1
-        if depth < self.cancel_depth:
-            self.cancel_depth = depth
+        if depth < self._cancel_depth():
+            self._stack().cancel_depth = depth
             if not isinstance(error, Cancelled):
                 self.runner.cleanup_failed(error, self.path())
                 return Cancelled()
@@ -376,7 +394,7 @@ class Task:
     def cancel_again(self) -> None:
         """A stop's grace is over: cancel the task anew, even in the middle of its cleanup."""
         if self.frame is not None:
-            self.cancel_depth = -1
+            self._stack().cancel_depth = -1
             cancel_all((self,))
 
     def tree(self) -> list[Task]:
@@ -392,10 +410,11 @@ class Task:
 
     def cancel_one(self) -> Iterable[Cancellable] | None:
         """Mark the task cancelled and abort its wait; the branches that must be cancelled too."""
-        if self.frame is None or self.cancel_depth >= 0:
+        if self.frame is None or self._cancel_depth() >= 0:
             return None  # finished, or already cancelling
-        self.cancel_pending = True
-        self.cancel_depth = self.depth()
+        stack = self._stack()
+        stack.cancel_pending = True
+        stack.cancel_depth = self.depth()
         waiting = self.waiting
         if waiting is None:
             return None  # already posted to run: the pending resume throws Cancelled
@@ -406,10 +425,45 @@ class Task:
         frames: list[Frame] = []
         task: Task | None = self
         while task is not None:
-            stack = task.frames()
-            frames[:0] = stack if task.join is not None else stack[1:]
+            stacked = task.frames()
+            frames[:0] = stacked if task.join is not None else stacked[1:]
             task = task.join.parent if task.join is not None else None
         return flow_path(*self.runner.path_parts(PATH_ENDS), frames)
+
+
+class BranchTask(Task):
+    """A branch task of a join (``parallel``, ``race``, ``timeout``, ``embed``).
+
+    It shares its runner's state through ``view``: the parent's view, or a
+    part of it for ``embed``.
+    """
+
+    __slots__ = ("index", "join", "view")
+
+    def __init__(self, runner: Owner, view: StateView, body: Frame, join: Join, index: int) -> None:
+        super().__init__(runner, body)
+        self.view = view  # type: ignore[misc]  # a slot here, where a root task has a property
+        self.join = join
+        self.index = index
+
+
+class Stack:
+    """What few tasks need, made on first need: the frames below the top one, and a
+    cancellation's progress.
+
+    A task gets one when it first runs a sub-flow (a composite step's own
+    generator too) or is first cancelled.
+    """
+
+    __slots__ = ("callers", "cancel_depth", "cancel_pending")
+
+    def __init__(self) -> None:
+        #: The frames below the top one, outermost first, each resumed when the one above returns.
+        self.callers: list[Frame] = []
+        #: -1 until cancelled; then the stack depth down to which frames still get Cancelled.
+        self.cancel_depth = -1
+        #: Cancelled, and ``Cancelled`` not yet thrown: the next resumption throws it.
+        self.cancel_pending = False
 
 
 def cancel_all(branches: Iterable[Cancellable]) -> None:
@@ -502,7 +556,7 @@ class Join:
 
     def spawn(self, body: Frame, view: StateView) -> None:
         """Start a branch that is a flow: a task of its own, first driven by the loop."""
-        child = Task(self.parent.runner, view, body, self, len(self.children))
+        child = BranchTask(self.parent.runner, view, body, self, len(self.children))
         self.children.append(child)
         self.pending += 1
         self.parent.runner.backend.call_soon(child.drive, None, None)

@@ -455,6 +455,26 @@ def test_work_posted_from_many_threads_at_once_keeps_each_threads_order() -> Non
         assert [i for t, i in applied if t == thread] == list(range(2_000))
 
 
+def test_a_flow_blocked_in_wait_until_holds_a_runner_and_a_task_and_nothing_else() -> None:
+    """What keeps 100,000 blocked flows small (docs/performance.md): no links, no frame stack."""
+    backend = VirtualBackend()
+
+    def blocked() -> Iterator[Any]:
+        yield wait_until(lambda state: state > 0)
+
+    runner = coflow.start(blocked, initial_state=0, backend=backend)
+    backend.run_until_idle()
+    task = runner.root
+    assert task is not None and type(task.waiting).__name__ == "WaitUntil"
+    assert runner._links is None  # made only for what few runners need: children, a name, ...
+    assert task.stack is None  # made only for a sub-flow or a cancellation
+    # A runner of ten slots and a task of six (CPython: 32 bytes of header each).
+    assert sys.getsizeof(runner) + sys.getsizeof(task) <= 32 + 10 * 8 + 32 + 6 * 8
+    runner.stop()
+    backend.run_until_idle()
+    assert runner.status == "stopped"
+
+
 def test_cancelled_timers_do_not_pile_up_on_the_heap() -> None:
     """Each receive sets an hour-long timeout that is cancelled when a message comes."""
     backend = VirtualBackend()
