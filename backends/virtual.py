@@ -71,8 +71,10 @@ class VirtualBackend(EventLoopBackend):
         self.max_steps = check_count("VirtualBackend", "max_steps", max_steps, 1)
         #: The asyncio loop async work runs on, made when the first such work starts.
         self._loop: HostedEventLoop | None = None
-        #: Set by a post from another thread while the clock waits for executor work.
+        #: Set by a post from another thread while the clock waits for executor work
+        #: (``_awaiting_post``): only then, so a post costs no lock the rest of the time.
         self._posted = threading.Event()
+        self._awaiting_post = False
 
     def __repr__(self) -> str:
         ready, timers = len(self._ready) // 2, len(self._timers)
@@ -85,7 +87,8 @@ class VirtualBackend(EventLoopBackend):
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
         self._ready.extend((callback, args))  # one call, so another thread cannot split the pair
-        self._posted.set()
+        if self._awaiting_post:  # read after the post is in: see ``_holding_time``
+            self._posted.set()
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> Timer:
         timers = self._timers
@@ -187,15 +190,21 @@ class VirtualBackend(EventLoopBackend):
         loop = self._loop
         if loop is None or not loop.holding():
             return False
-        self._posted.clear()
-        if self._ready:
-            return True  # posted meanwhile
-        if not self._posted.wait(loop.real_timeout):
-            raise TimeoutError(
-                f"executor work held the virtual clock for {loop.real_timeout:g} s of real time "
-                f"with nothing happening: {loop.holding()}. Virtual time cannot pass while it "
-                "runs; a hung thread is a bug"
-            )
+        # Asked for before the queue is looked at: a post that comes after the look
+        # then sees it, and sets the event.
+        self._awaiting_post = True
+        try:
+            self._posted.clear()
+            if self._ready:
+                return True  # posted meanwhile
+            if not self._posted.wait(loop.real_timeout):
+                raise TimeoutError(
+                    f"executor work held the virtual clock for {loop.real_timeout:g} s of real "
+                    f"time with nothing happening: {loop.holding()}. Virtual time cannot pass "
+                    "while it runs; a hung thread is a bug"
+                )
+        finally:
+            self._awaiting_post = False
         return True
 
     def _pending_tasks(self) -> str:
