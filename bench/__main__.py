@@ -24,9 +24,13 @@ from . import Row, format_table, machine_summary
 class Sizes:
     repeats: int
     sync_steps: int
-    virtual_flows: int
-    virtual_waits: int
+    #: (flows, waits) of each scaling line, then of the long-flow line.
+    virtual_scaling: tuple[tuple[int, int], ...]
+    virtual_long: tuple[int, int]
+    #: Events each side runs in all rounds of one virtual-time line together, at most.
+    virtual_events: int
     memory_flows: int
+    rss_flows: int
     signals: int
     retry_runs: int
     retry_attempts: int
@@ -37,15 +41,17 @@ class Sizes:
     async_sleeps: int = 10
 
 
-QUICK = Sizes(repeats=5, sync_steps=200_000, virtual_flows=2_000, virtual_waits=100,
-              memory_flows=10_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
+QUICK = Sizes(repeats=5, sync_steps=200_000,
+              virtual_scaling=((1_000, 100), (10_000, 50), (100_000, 5)),
+              virtual_long=(1_000, 200), virtual_events=500_000, memory_flows=10_000,
+              rss_flows=20_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
               overhead_steps=10_000, overhead_tasks=10_000, child_calls=20_000,
               async_tasks=2_000)
-FULL = Sizes(repeats=5, sync_steps=1_000_000, virtual_flows=10_000, virtual_waits=100,
-             memory_flows=10_000, signals=1_000_000, retry_runs=20_000, retry_attempts=10,
+FULL = Sizes(repeats=5, sync_steps=1_000_000,
+             virtual_scaling=((1_000, 100), (10_000, 100), (100_000, 100)),
+             virtual_long=(1_000, 1_000), virtual_events=4_000_000, memory_flows=10_000,
+             rss_flows=100_000, signals=1_000_000, retry_runs=20_000, retry_attempts=10,
              overhead_steps=100_000, overhead_tasks=10_000, child_calls=100_000)
-#: The model SPEC §8 names for the virtual-time line.
-SPEC_VIRTUAL = (10_000, 100)
 
 LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead", "children",
          "virtual_async")
@@ -58,14 +64,12 @@ def measure_line(name: str, sizes: Sizes) -> list[Row]:
         return sync_steps.measure(sizes.sync_steps, sizes.repeats)
     if name == "virtual_time":
         from . import virtual_time
-        scaled = (sizes.virtual_flows, sizes.virtual_waits) != SPEC_VIRTUAL
-        return virtual_time.measure(
-            sizes.virtual_flows, sizes.virtual_waits, sizes.repeats,
-            scaled_from=f"{SPEC_VIRTUAL[0]:,} x {SPEC_VIRTUAL[1]}" if scaled else None,
+        return virtual_time.measure_all(
+            sizes.virtual_scaling, sizes.virtual_long, sizes.repeats, sizes.virtual_events
         )
     if name == "memory":
         from . import memory
-        return memory.measure(sizes.memory_flows)
+        return memory.measure(sizes.memory_flows, rss_count=sizes.rss_flows)
     if name == "signals":
         from . import signals
         return signals.measure(sizes.signals, sizes.repeats)
@@ -90,7 +94,7 @@ def profile_target(name: str, sizes: Sizes) -> Callable[[], float]:
         return sync_steps.profile_target(sizes.sync_steps)
     if name == "virtual_time":
         from . import virtual_time
-        return virtual_time.profile_target(sizes.virtual_flows, sizes.virtual_waits)
+        return virtual_time.profile_target(*sizes.virtual_scaling[1])
     if name == "signals":
         from . import signals
         return signals.profile_target(sizes.signals)

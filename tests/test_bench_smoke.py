@@ -76,10 +76,28 @@ def test_virtual_time_both_models_end_at_the_same_instant() -> None:
     assert coflow_end == pytest.approx(simpy_end)
 
 
-def test_memory_line() -> None:
-    rows = memory.measure(count=50)
-    assert_rows(rows, 2)
-    assert [row.peer for row in rows] == ["bare suspended generator", "asyncio task on an Event"]
+def test_memory_lines() -> None:
+    rows = memory.measure(count=50, rss_count=2_000)
+    assert [row.peer for row in rows] == [
+        "bare suspended generator",
+        "asyncio task on an Event",
+        "bare suspended generator",
+    ]
+    if Path("/proc/self/statm").exists():  # resident memory is read from /proc (Linux)
+        assert_rows(rows, 3)
+        assert "resident" in rows[2].line
+    else:
+        assert_rows(rows[:2], 2)
+        assert rows[2].coflow is None and rows[2].verdict() == "n/a"
+
+
+def test_virtual_time_scaling_and_long_flow_lines() -> None:
+    pytest.importorskip("simpy")
+    rows = virtual_time.measure_all(((5, 4), (10, 4)), (3, 6), repeats=1, max_events=1_000)
+    assert_rows(rows, 3)
+    assert [row.target.bound for row in rows] == [1.5, 1.5, 2.0]
+    assert "scaled down from 1,000 x 100" in rows[0].line
+    assert "scaled down from 1,000 x 1,000" in rows[2].line
 
 
 def test_signals_line() -> None:
