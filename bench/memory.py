@@ -33,6 +33,7 @@ import gc
 import os
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -189,9 +190,16 @@ def resident(kind: str, count: int) -> float | None:
     """``resident_here`` in a fresh interpreter; None where there is no ``/proc`` to read."""
     if not Path("/proc/self/statm").exists():
         return None
+    # bench/ is found after the installed packages, so an installed coflow wins over the source
+    # tree (whose backends/ becomes coflow.backends only when installed); run from elsewhere.
+    repository = str(Path(__file__).resolve().parents[1])
+    program = (
+        f"import sys; sys.path.append({repository!r}); import runpy; "
+        "runpy.run_module('bench.memory', run_name='__main__')"
+    )
     output = subprocess.run(
-        [sys.executable, "-m", "bench.memory", kind, str(count)],
-        cwd=Path(__file__).resolve().parents[1],
+        [sys.executable, "-c", program, kind, str(count)],
+        cwd=tempfile.gettempdir(),
         check=True,
         capture_output=True,
         text=True,
