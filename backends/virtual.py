@@ -162,7 +162,9 @@ class VirtualBackend(EventLoopBackend):
         or once ``latch`` is set.
         """
         timers, ready = self._timers, self._ready
-        while latch is None or not latch.is_set:
+        while True:  # not ``while <test>``: see ``TimerHeap.run_virtual``, entered the same way
+            if latch is not None and latch.is_set:
+                return
             if ready:
                 self._run_once(timers.now)
             elif self._loop is not None and self._holding_time():

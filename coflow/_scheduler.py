@@ -294,7 +294,10 @@ class Task:
 
     def push(self, frame: Frame) -> None:
         """Run ``frame`` on top (a sub-flow, or a composite step's own generator)."""
-        self._stack().callers.append(self.frame)  # type: ignore[arg-type]  # it runs: it has one
+        stack = self.stack
+        if stack is None:
+            stack = self.stack = Stack()
+        stack.callers.append(self.frame)  # type: ignore[arg-type]  # a running task has one
         self.frame = frame
 
     def _pop_frame(self) -> int:
