@@ -42,8 +42,8 @@ class Sizes:
 
 
 QUICK = Sizes(repeats=5, sync_steps=200_000,
-              virtual_scaling=((1_000, 100), (10_000, 50), (100_000, 5)),
-              virtual_long=(1_000, 200), virtual_events=500_000, memory_flows=10_000,
+              virtual_scaling=((1_000, 100), (10_000, 30), (100_000, 3)),
+              virtual_long=(1_000, 150), virtual_events=300_000, memory_flows=10_000,
               rss_flows=20_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
               overhead_steps=10_000, overhead_tasks=10_000, child_calls=20_000,
               async_tasks=2_000)
