@@ -16,7 +16,9 @@ Invariants, which every backend relies on:
   ``set_state``, the commonest step and the body of every busy loop, and
   ``wait``, the commonest way to block, are run by the loop itself, saving a
   call per step; a ``wait`` asks the backend to ``wake_later`` the task, which
-  an event-loop backend does by filing the task on its timer heap.
+  an event-loop backend does by filing the task on its timer heap, and the
+  virtual clock's loop (``TimerHeap.run_virtual``) resumes a filed task's
+  frame itself, handing any step but another ``wait`` to ``run_yielded``.
 * Everything runs on the scheduler, one callback at a time: state is never
   touched by two pieces of code at once.  A task that wakes another never runs
   it inline: it posts it with ``call_soon``, so ready tasks run in FIFO order.
