@@ -12,41 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from book_sync import push_with_ok, push_with_update, sync_book
 
 import coflow
-from coflow import FlowGenerator, Ok, Update, debounce, parallel, run, set_state, wait_until
+from coflow import Ok, Update, parallel, run
 from coflow.testing import ScheduleFailed, explore
-
-
-def _sync_book(push: Callable[[Any], Any]) -> coflow.Flow:
-    @coflow.flow(initial_state={"dirty": False, "text": "", "pushed": []})
-    def sync_book() -> FlowGenerator:
-        while True:
-            yield wait_until(lambda s: s["dirty"] is True)
-            yield debounce(0.5)
-            yield set_state(lambda s: {**s, "dirty": "processing"})
-            yield run(push)
-
-    return sync_book
-
-
-def _push_with_ok(state: dict[str, Any]) -> Ok[dict[str, Any]]:
-    return Ok({**state, "dirty": False, "pushed": [*state["pushed"], state["text"]]})
-
-
-def _push_with_update(state: dict[str, Any]) -> Update[dict[str, Any]]:
-    text = state["text"]
-
-    def done(now: dict[str, Any]) -> dict[str, Any]:
-        dirty = False if now["dirty"] == "processing" else now["dirty"]
-        return {**now, "dirty": dirty, "pushed": [*now["pushed"], text]}
-
-    return Update(done)
 
 
 def _every_edit_is_pushed(push: Callable[[Any], Any]) -> Callable[[Any], None]:
     def every_edit_is_pushed(backend: Any) -> None:
-        runner = coflow.start(_sync_book(push), backend=backend)
+        runner = coflow.start(sync_book(push), backend=backend)
         runner.signal(lambda s: {**s, "dirty": True, "text": "first"})
         backend.advance(0.65)  # 0.15 s into the push, if it is still running
         runner.signal(lambda s: {**s, "dirty": True, "text": "second"})
@@ -58,7 +33,7 @@ def _every_edit_is_pushed(push: Callable[[Any], Any]) -> Callable[[Any], None]:
 
 
 def test_exploration_finds_the_edit_the_old_ok_push_loses_and_its_seed_replays_it() -> None:
-    scenario = _every_edit_is_pushed(_push_with_ok)
+    scenario = _every_edit_is_pushed(push_with_ok)
     with pytest.raises(ScheduleFailed) as failed:
         explore(scenario, runs=200, seed=1)
     found = failed.value
@@ -67,7 +42,7 @@ def test_exploration_finds_the_edit_the_old_ok_push_loses_and_its_seed_replays_i
     message = str(found)
     assert f"(seed {found.seed})" in message
     assert f"seed={found.seed}, runs=1" in message
-    assert "_push_with_ok lasts" in message
+    assert "push_with_ok lasts" in message
     with pytest.raises(ScheduleFailed) as replayed:
         explore(scenario, seed=found.seed, runs=1)
     assert replayed.value.schedule == found.schedule
@@ -75,7 +50,7 @@ def test_exploration_finds_the_edit_the_old_ok_push_loses_and_its_seed_replays_i
 
 
 def test_exploration_finds_nothing_in_two_thousand_runs_with_update() -> None:
-    assert explore(_every_edit_is_pushed(_push_with_update), runs=2000, seed=1) == 2000
+    assert explore(_every_edit_is_pushed(push_with_update), runs=2000, seed=1) == 2000
 
 
 def test_concurrent_work_completes_in_drawn_orders() -> None:

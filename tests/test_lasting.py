@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from book_sync import push_with_ok, push_with_update, sync_book
 
 import coflow
 from coflow import (
@@ -18,12 +19,9 @@ from coflow import (
     FlowGenerator,
     FlowTimeout,
     Ok,
-    Update,
-    debounce,
     race,
     run,
     set_state,
-    wait_until,
 )
 from coflow.backends.virtual import VirtualBackend
 from coflow.testing import After, Timeline, lasting
@@ -122,36 +120,9 @@ def test_an_error_of_lasting_work_also_waits_for_its_duration(
 # The flagship flow's lost edit, made visible by work that takes time.
 
 
-def _sync_book(push: Any) -> coflow.Flow:
-    @coflow.flow(initial_state={"dirty": False, "text": "", "pushed": []})
-    def sync_book() -> FlowGenerator:
-        while True:
-            yield wait_until(lambda s: s["dirty"] is True)
-            yield debounce(0.5)
-            yield set_state(lambda s: {**s, "dirty": "processing"})
-            yield run(lasting(0.3, push))
-
-    return sync_book
-
-
-def _push_with_ok(state: dict[str, Any]) -> Ok[dict[str, Any]]:
-    # The old pattern: the new state is built from the state the push started with.
-    return Ok({**state, "dirty": False, "pushed": [*state["pushed"], state["text"]]})
-
-
-def _push_with_update(state: dict[str, Any]) -> Update[dict[str, Any]]:
-    text = state["text"]
-
-    def done(now: dict[str, Any]) -> dict[str, Any]:
-        dirty = False if now["dirty"] == "processing" else now["dirty"]
-        return {**now, "dirty": dirty, "pushed": [*now["pushed"], text]}
-
-    return Update(done)
-
-
 def _edit_during_the_push(push: Any) -> list[str]:
     backend = VirtualBackend()
-    runner = coflow.start(_sync_book(push), backend=backend)
+    runner = coflow.start(sync_book(lasting(0.3, push)), backend=backend)
     runner.signal(lambda s: {**s, "dirty": True, "text": "first"})
     # The push starts 0.5 s after the edit and lasts 0.3 s: this edit lands during it.
     backend.advance(0.65)
@@ -164,12 +135,12 @@ def _edit_during_the_push(push: Any) -> list[str]:
 
 
 def test_an_edit_made_during_a_lasting_push_is_pushed_after_it_with_update() -> None:
-    assert _edit_during_the_push(_push_with_update) == ["first", "second"]
+    assert _edit_during_the_push(push_with_update) == ["first", "second"]
 
 
 def test_an_edit_made_during_a_lasting_push_is_lost_with_the_old_ok_pattern() -> None:
     # What the virtual clock could not show while work took no time: the edit is overwritten.
-    assert _edit_during_the_push(_push_with_ok) == ["first"]
+    assert _edit_during_the_push(push_with_ok) == ["first"]
 
 
 @pytest.mark.parametrize("seconds", [-1, float("nan"), float("inf")])
