@@ -23,6 +23,7 @@ import random
 import threading
 import weakref
 from collections.abc import Callable
+from contextvars import copy_context
 from typing import TYPE_CHECKING, Any
 
 from coflow._backend import Latch
@@ -106,8 +107,8 @@ class VirtualBackend(EventLoopBackend):
     ) -> Any:
         # Plain work runs before its ``done`` is queued: whatever it posts (a signal, a stop, a
         # start) keeps the queue's callback/arguments pairs whole, and takes effect first.
-        try:
-            value = fn(*args)
+        try:  # in a context of its own, as work on a real backend's task, greenlet or thread
+            value = copy_context().run(fn, *args)
         except BaseException as error:  # SPEC §9: whatever it raises fails only the attempt
             outcome: tuple[Any, BaseException | None] = (None, error)
         else:

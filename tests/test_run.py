@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import threading
 from typing import Any
@@ -529,3 +530,31 @@ def test_an_attempt_that_finishes_within_its_timeout_is_not_timed_out(
 
     assert runner.result(timeout=5) == 2
     timeline.assert_matches([(0.0, "attempt"), (0.2, "finished")])
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
+
+
+def test_what_work_sets_in_its_context_stays_in_the_work(coflow_backend: Any) -> None:
+    """Work runs in a context of its own, as an awaited asyncio task, a greenlet or a thread do."""
+
+    def tag(state: Any) -> Any:
+        REQUEST_ID.set("set by the work")
+        return Ok(REQUEST_ID.get())
+
+    works = [tag]
+    if coflow_backend.name in ("asyncio", "virtual"):
+
+        async def tag_on_loop(state: Any) -> Any:
+            return tag(state)
+
+        works.append(tag_on_loop)
+
+    def body(work: Any) -> FlowGenerator:
+        seen_by_work = yield run(work)
+        yield set_state(lambda state: (seen_by_work, REQUEST_ID.get()))
+
+    for work in works:
+        runner = coflow.start(body(work), backend=coflow_backend)
+        assert runner.result(timeout=5) == ("set by the work", "unset"), work
+        assert REQUEST_ID.get() == "unset"
