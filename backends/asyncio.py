@@ -15,7 +15,7 @@ loop, gives the running loop's.
 from __future__ import annotations
 
 import asyncio
-import functools
+import contextvars
 import inspect
 import weakref
 from collections.abc import Awaitable, Callable
@@ -61,11 +61,13 @@ class AsyncioBackend(Backend):
         args: tuple[Any, ...],
         done: Callable[[Any, BaseException | None], Any],
     ) -> asyncio.Task[Any]:
+        report = _Report(done)
         if _is_coroutine_function(fn):
-            task = self.loop.create_task(_outcome(fn, args))
+            task = self.loop.create_task(_reported(fn, args, report))
         else:
-            task = self.loop.create_task(_outcome(_in_executor, (self.loop, fn, args)))
-        task.add_done_callback(functools.partial(_report, done))
+            task = self.loop.create_task(_reported(_in_executor, (self.loop, fn, args), report))
+        report.task = task
+        task.add_done_callback(report, context=report.context)
         return task
 
     def wait_latch(self, latch: Latch, timeout: float | None, what: str) -> bool:
@@ -98,10 +100,36 @@ async def _in_executor(
     return value
 
 
-async def _outcome(
-    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
-) -> tuple[Any, BaseException | None]:
-    """``(value, None)`` or ``(None, error)``: whatever ends the work, the task ends normally.
+class _Report:
+    """How a work task reports its end: ``done(value, error)``, exactly once.
+
+    The task's coroutine reports as it finishes, before the task is done, so the
+    common end costs no loop callback; the done callback it then removes covers
+    a task cancelled before it ever ran.  ``done`` runs in a copy of the context
+    the work was started in, as a done callback would: what the work sets in
+    its own context stays there, as with ``await task``.
+    """
+
+    __slots__ = ("context", "done", "task")
+    task: asyncio.Task[Any]
+
+    def __init__(self, done: Callable[[Any, BaseException | None], Any]) -> None:
+        self.done = done
+        self.context = contextvars.copy_context()
+
+    def finished(self, value: Any, error: BaseException | None) -> None:
+        self.task.remove_done_callback(self)
+        self.context.run(self.done, value, error)
+
+    def __call__(self, task: asyncio.Task[Any]) -> None:
+        """The task ended without running its coroutine: cancelled before it started."""
+        self.done(None, asyncio.CancelledError())
+
+
+async def _reported(
+    fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], report: _Report
+) -> None:
+    """Await ``fn(*args)`` and report its outcome: whatever ends the work, the task ends normally.
 
     asyncio re-raises a task's ``KeyboardInterrupt`` or ``SystemExit`` out of
     the loop, which would stop every flow on it; work that raises one only
@@ -110,17 +138,11 @@ async def _outcome(
     no coroutine that would never be awaited.
     """
     try:
-        return await fn(*args), None
+        value = await fn(*args)
     except BaseException as error:
-        return None, error
-
-
-def _report(done: Callable[[Any, BaseException | None], Any], task: asyncio.Task[Any]) -> None:
-    """The task's outcome as ``done(value, error)``; cancelled before it ran: ``CancelledError``."""
-    if task.cancelled():
-        done(None, asyncio.CancelledError())
+        report.finished(None, error)
     else:
-        done(*task.result())
+        report.finished(value, None)
 
 
 def _running_loop(who: str) -> asyncio.AbstractEventLoop:

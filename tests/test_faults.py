@@ -194,6 +194,31 @@ def test_asyncio_work_whose_task_someone_else_cancels_fails_the_flow() -> None:
         assert_still_serving(backend)
 
 
+def test_asyncio_work_whose_task_someone_else_cancels_before_it_ran_fails_the_flow() -> None:
+    import asyncio
+
+    with open_backend("asyncio") as backend:
+        loop = backend.loop
+        ran: list[Any] = []
+
+        async def push(state: Any) -> Any:
+            ran.append(state)
+
+        def cancel_every_task() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+
+        def main() -> FlowGenerator:
+            # queued before the work's task first runs, in the same loop iteration
+            yield set_state(lambda state: loop.call_soon(cancel_every_task) and state)
+            yield run(push)
+
+        runner = coflow.start(main, initial_state="draft", backend=backend)
+        assert isinstance(failure_of(runner), asyncio.CancelledError)
+        assert ran == []
+        assert_still_serving(backend)
+
+
 def test_asyncio_work_awaiting_a_future_its_owner_cancelled_fails_the_flow() -> None:
     import asyncio
 
