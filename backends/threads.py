@@ -37,28 +37,32 @@ _LONGEST_SLEEP = threading.TIMEOUT_MAX
 
 
 class _PoolWork:
-    """A ``run`` attempt on a pool thread, and its handle."""
+    """A ``run`` attempt on a pool thread, and its handle.
 
-    __slots__ = ("backend", "done", "finished", "future")
+    ``done`` is dropped once called: the step that holds this handle is what
+    ``done`` resumes, and a handle that kept it would make a reference cycle
+    only the garbage collector could free.
+    """
+
+    __slots__ = ("backend", "done", "future")
     future: Future[None]
 
     def __init__(self, backend: ThreadBackend, done: Callable[[Any, BaseException | None], Any]):
         self.backend = backend
-        self.done = done
-        self.finished = False
+        self.done: Callable[[Any, BaseException | None], Any] | None = done
 
     def cancel(self) -> None:
         """On the scheduler: end the step now; a thread already running is left to finish."""
-        if not self.finished:
-            self.finished = True
+        done, self.done = self.done, None
+        if done is not None:
             self.future.cancel()
-            self.backend.call_soon(self.done, None, None)
+            self.backend.call_soon(done, None, None)
 
     def finish(self, value: Any, error: BaseException | None) -> None:
         """On the scheduler: report the outcome, unless the work was cancelled first."""
-        if not self.finished:
-            self.finished = True
-            self.done(value, error)
+        done, self.done = self.done, None
+        if done is not None:
+            done(value, error)
 
 
 class ThreadBackend(EventLoopBackend):

@@ -571,7 +571,7 @@ class Join:
         branch = WorkBranch(self, len(self.children))
         self.children.append(branch)
         self.pending += 1
-        branch.handle = start_work(self.parent.runner.backend, fn, (), branch.done)
+        branch.handle = start_work(self.parent.runner.backend, fn, (), branch)
 
     def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
         """A branch finished before the join was decided."""
@@ -607,6 +607,7 @@ class Join:
         if not self.decided:
             self.on_child(child.index, value, error)
         if self.pending == 0:
+            self.children = []  # each branch refers back to the join: no cycle left for the GC
             parent = self.parent
             parent.waiting = None
             value, error = self.result()
@@ -623,7 +624,8 @@ class WorkBranch:
         self.join = join
         self.index = index
 
-    def done(self, value: Any, error: BaseException | None) -> None:
+    def __call__(self, value: Any, error: BaseException | None) -> None:
+        """The work has ended: the backend's ``done``, with no bound method made per branch."""
         self.join.child_finished(self, value, error)
 
     def cancel_one(self) -> None:
