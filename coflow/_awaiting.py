@@ -21,12 +21,18 @@ from typing import Any
 
 from ._backend import Backend, Latch
 
+_INFINITY = float("inf")
 
-async def wait_for_latch(backend: Backend, latch: Latch, what: str) -> None:
-    """Wait, in the calling task's async library, until ``backend``'s scheduler sets ``latch``."""
+
+async def wait_for_latch(
+    backend: Backend, latch: Latch, what: str, timeout: float | None = None
+) -> bool:
+    """Wait, in the calling task's async library, until ``backend``'s scheduler sets ``latch``.
+
+    ``False`` if ``timeout`` seconds (of the awaiting library's clock) passed first.
+    """
     if backend.driven_by_its_caller:
-        backend.wait_latch(latch, None, what)
-        return
+        return backend.wait_latch(latch, timeout, what)
     blocked = backend.scheduler_in_this_thread()
     if blocked is not None:
         raise RuntimeError(
@@ -35,12 +41,10 @@ async def wait_for_latch(backend: Backend, latch: Latch, what: str) -> None:
         )
     trio = sys.modules.get("trio")
     if trio is not None and _in_trio_task(trio):
-        await _wait_in_trio(trio, backend, latch)
-        return
+        return await _wait_in_trio(trio, backend, latch, timeout)
     asyncio = sys.modules.get("asyncio")
     if asyncio is not None and asyncio._get_running_loop() is not None:
-        await _wait_in_asyncio(asyncio, backend, latch)
-        return
+        return await _wait_in_asyncio(asyncio, backend, latch, timeout)
     raise RuntimeError(
         f"awaiting {what} needs a running asyncio event loop or trio run in this thread"
     )
@@ -54,22 +58,33 @@ def _in_trio_task(trio: Any) -> bool:
     return True
 
 
-async def _wait_in_asyncio(asyncio: Any, backend: Backend, latch: Latch) -> None:
+async def _wait_in_asyncio(
+    asyncio: Any, backend: Backend, latch: Latch, timeout: float | None
+) -> bool:
     loop = asyncio.get_running_loop()
     woken = loop.create_future()
 
-    def wake() -> None:
-        if not woken.done():  # the awaiting task may have been cancelled
-            woken.set_result(None)
+    def wake(outcome: bool = True) -> None:
+        if not woken.done():  # the awaiting task may have been cancelled, or timed out
+            woken.set_result(outcome)
 
     _when_set(backend, latch, loop.call_soon_threadsafe, wake)
-    await woken
+    if timeout is None:
+        return bool(await woken)
+    timer = loop.call_later(timeout, wake, False)
+    try:
+        return bool(await woken)
+    finally:
+        timer.cancel()
 
 
-async def _wait_in_trio(trio: Any, backend: Backend, latch: Latch) -> None:
+async def _wait_in_trio(trio: Any, backend: Backend, latch: Latch, timeout: float | None) -> bool:
     woken = trio.Event()
     _when_set(backend, latch, trio.lowlevel.current_trio_token().run_sync_soon, woken.set)
-    await woken.wait()
+    with trio.move_on_after(_INFINITY if timeout is None else timeout):
+        await woken.wait()
+        return True
+    return False
 
 
 def _when_set(

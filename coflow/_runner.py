@@ -316,10 +316,19 @@ class Runner:
                 raise FlowTimeout(f"waiting for flow {self.name!r}", timeout or 0.0)
         return self._outcome()
 
-    async def wait(self) -> Any:
-        """``await`` form of ``result()``, in the awaiting code's library (asyncio or trio)."""
+    async def wait(self, timeout: float | None = None) -> Any:
+        """``await`` form of ``result()``, in the awaiting code's library (asyncio or trio).
+
+        After ``timeout`` seconds it raises ``FlowTimeout``, as ``result()`` does;
+        the flow runs on (wrap the await in ``asyncio.timeout`` or stop the
+        runner to end it).
+        """
+        if timeout is not None:
+            timeout = check_limit(f"wait for flow {self.name!r}", "timeout", timeout)
         if self.status == "running":
-            await wait_for_latch(self.backend, self._latch(), f"flow {self.name!r}")
+            what = f"flow {self.name!r}"
+            if not await wait_for_latch(self.backend, self._latch(), what, timeout):
+                raise FlowTimeout(f"waiting for flow {self.name!r}", timeout or 0.0)
         return self._outcome()
 
     def events(self, maxsize: int | None = None) -> EventStream:

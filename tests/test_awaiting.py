@@ -50,6 +50,35 @@ def test_a_task_awaits_the_end_of_a_flow(coflow_backend: Any, run_in: Callable[.
     assert run_in(coflow_backend, main) == 3
 
 
+def test_a_task_waiting_with_a_timeout_gets_flow_timeout_and_the_flow_runs_on(
+    coflow_backend: Any, run_in: Callable[..., Any]
+) -> None:
+    def slow() -> FlowGenerator:
+        yield wait(0.3)
+        yield set_state(lambda s: "finished")
+
+    runner = coflow.start(slow, backend=coflow_backend)
+
+    async def main() -> Any:
+        with pytest.raises(coflow.FlowTimeout, match="waiting for flow 'slow'"):
+            await runner.wait(timeout=0.05)
+        assert runner.status == "running"
+        return await runner.wait(timeout=5)
+
+    assert run_in(coflow_backend, main) == "finished"
+
+
+def test_a_bad_wait_timeout_is_refused(coflow_backend: Any, run_in: Callable[..., Any]) -> None:
+    runner = coflow.start(ticking, backend=coflow_backend)
+
+    async def main() -> Any:
+        with pytest.raises(ValueError, match="timeout"):
+            await runner.wait(timeout=-1)
+        return await runner.wait()
+
+    assert run_in(coflow_backend, main) == 3
+
+
 def test_a_task_awaiting_a_failed_flow_gets_flow_failed(
     coflow_backend: Any, run_in: Callable[..., Any]
 ) -> None:
