@@ -350,6 +350,13 @@ class Runner:
             sink.ended = True  # nothing more will come
         return EventStream(self, sink)
 
+    def stream_count(self) -> int:
+        """How many event streams are subscribed to the runner now (``coflow.web.open_streams``).
+
+        A closed, collected or ended stream is not counted: the runner holds nothing of it.
+        """
+        return sum(1 for sink in self._sinks if type(sink) is _StreamSink)
+
     def _add_stream_sink(self, sink: _StreamSink) -> bool:
         """Add ``sink`` while the runner runs (any thread); False once it has ended.
 
@@ -750,6 +757,11 @@ class _StreamSink:
         if latch is not None:
             latch.set()
 
+    def disarm(self, latch: Latch) -> None:
+        """On the scheduler: a reader stopped waiting for ``latch`` (its timeout passed)."""
+        if self.latch is latch:
+            self.latch = None
+
     def arm(self, latch: Latch) -> None:
         """On the scheduler: set ``latch`` at the next event or the end (now, if one is here)."""
         if self.events or self.ended or self.closed:
@@ -795,6 +807,12 @@ class EventStream:
     def closed(self) -> bool:
         """True once the stream was closed: it receives nothing more and yields nothing more."""
         return self._sink.closed
+
+    @property
+    def finished(self) -> bool:
+        """True once the stream yields nothing more: closed, or ended with every event taken."""
+        sink = self._sink
+        return sink.closed or (sink.ended and not sink.events)
 
     def close(self) -> None:
         """Stop receiving now: drop what is buffered and leave the runner; idempotent."""
@@ -845,6 +863,70 @@ class EventStream:
             return self._sink.events.popleft()
         except IndexError:
             return None
+
+    def next_event(self, timeout: float | None = None) -> FlowEvent | None:
+        """The next event, waiting at most ``timeout`` seconds (of the backend's clock) for it.
+
+        ``None`` when none came in time, or when the stream is over: ``finished``
+        tells which.  For a reader with something to do while the flow is quiet
+        (a server's heartbeat), which ``for`` cannot give it.  On the virtual
+        clock a read that nothing could ever end raises ``Deadlock``, as
+        ``result(timeout=)`` does.
+        """
+        what = f"events of {self._runner.name!r}"
+        timeout = check_limit(what, "timeout", timeout)
+        backend = self._runner.backend
+        deadline = None if timeout is None else backend.now() + timeout
+        sink = self._sink
+        while not sink.closed:
+            ended = sink.ended  # read first: the final event is buffered before the end is set
+            event = self._take()
+            if event is not None or ended:
+                return event
+            left = None if deadline is None else max(0.0, deadline - backend.now())
+            latch = self._next_latch()
+            try:
+                woken = backend.wait_latch(latch, left, what)
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    self.close()  # the reader was killed or interrupted: it reads no more
+                raise
+            if not woken:
+                self._disarm(latch)
+                return None
+        return None
+
+    async def anext_event(self, timeout: float | None = None) -> FlowEvent | None:
+        """``next_event()``, awaited in the awaiting code's library (asyncio or trio)."""
+        what = f"events of {self._runner.name!r}"
+        timeout = check_limit(what, "timeout", timeout)
+        backend = self._runner.backend
+        deadline = None if timeout is None else backend.now() + timeout
+        sink = self._sink
+        while not sink.closed:
+            ended = sink.ended  # read first: the final event is buffered before the end is set
+            event = self._take()
+            if event is not None or ended:
+                return event
+            left = None if deadline is None else max(0.0, deadline - backend.now())
+            latch = self._next_latch()
+            try:
+                woken = await wait_for_latch(backend, latch, what, left)
+            except BaseException as error:
+                if not isinstance(error, Exception):
+                    self.close()  # the reading task was cancelled: it reads no more
+                raise
+            if not woken:
+                self._disarm(latch)
+                return None
+        return None
+
+    def _disarm(self, latch: Latch) -> None:
+        """Forget ``latch``, waited for in vain, so quiet timed reads leave nothing behind."""
+        try:
+            self._runner.backend.call_soon_threadsafe(self._sink.disarm, latch)
+        except RuntimeError:
+            pass  # the backend has closed: nothing of it holds the latch any more
 
     def __iter__(self) -> Iterator[FlowEvent]:
         return self
