@@ -39,6 +39,8 @@ class Sizes:
     child_calls: int
     async_tasks: int = 10_000
     async_sleeps: int = 10
+    web_subscribers: int = 1_000
+    web_events: int = 100
 
 
 QUICK = Sizes(repeats=5, sync_steps=200_000,
@@ -46,7 +48,7 @@ QUICK = Sizes(repeats=5, sync_steps=200_000,
               virtual_long=(1_000, 150), virtual_events=300_000, memory_flows=10_000,
               rss_flows=20_000, signals=100_000, retry_runs=2_000, retry_attempts=10,
               overhead_steps=10_000, overhead_tasks=10_000, child_calls=20_000,
-              async_tasks=2_000)
+              async_tasks=2_000, web_events=20)
 FULL = Sizes(repeats=5, sync_steps=1_000_000,
              virtual_scaling=((1_000, 100), (10_000, 100), (100_000, 100)),
              virtual_long=(1_000, 1_000), virtual_events=4_000_000, memory_flows=10_000,
@@ -54,7 +56,7 @@ FULL = Sizes(repeats=5, sync_steps=1_000_000,
              overhead_steps=100_000, overhead_tasks=10_000, child_calls=100_000)
 
 LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead", "children",
-         "virtual_async")
+         "virtual_async", "web")
 PROFILED = ("sync_steps", "virtual_time", "signals", "retry", "backend_overhead", "children")
 
 
@@ -85,6 +87,9 @@ def measure_line(name: str, sizes: Sizes) -> list[Row]:
     if name == "virtual_async":
         from . import virtual_async
         return virtual_async.measure(sizes.async_tasks, sizes.async_sleeps, sizes.repeats)
+    if name == "web":
+        from . import web
+        return web.measure(sizes.web_subscribers, sizes.web_events, sizes.repeats)
     raise ValueError(f"unknown benchmark line {name!r}; choose from {', '.join(LINES)}")
 
 

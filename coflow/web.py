@@ -97,76 +97,114 @@ def encode_json(state: Any) -> str:
     return json.dumps(state, default=_json_default)
 
 
-class _Feed:
-    """What one response says, as event-stream bytes: the snapshot, then each event.
+Frame = tuple[str, bytes]  # an event's id, and the event as bytes
+
+
+class _Framing:
+    """Events as event-stream bytes, for every response of one app.
 
     An event's id is the runner's id and a digest of the event's name and data,
     so the id the snapshot would have is known without keeping anything between
-    requests: a browser reconnecting with it already has that state.  The same
-    event twice in a row (the snapshot raced with the stream) is sent once.
+    requests.  The event last framed is kept: the subscribers of a runner are
+    sent the same events, so each is encoded (and its encoding error logged)
+    once, not once per subscriber.
     """
 
-    def __init__(self, runner: Runner, encoder: Encoder, last_event_id: str | None) -> None:
-        self.runner = runner
+    def __init__(self, encoder: Encoder) -> None:
         self.encoder = encoder
-        self.last_id = last_event_id
+        self.last: tuple[FlowEvent, list[Frame], bool] | None = None
 
-    def opening(self) -> tuple[bytes, bool]:
-        """The retry interval and the runner's current state; True when that was all."""
-        runner = self.runner
-        head = f"retry: {RETRY_MS}\n\n".encode()
-        status = runner.status
-        if status == "done":
-            return head + self._state_frame("FlowDone", runner.get_state(), final=True), True
-        if status == "stopped":
-            return head + self._frame("FlowStopped", "null"), True
-        error = runner.error
-        if status == "failed" and error is not None:
-            return head + self._frame("FlowError", _error_data(error)), True
-        # Running (or failing this very moment: then the stream holds the FlowError).
-        return head + self._state_frame("FlowState", runner.get_state()), False
-
-    def event(self, event: FlowEvent) -> tuple[bytes, bool]:
-        """``event`` as bytes; True when it was the runner's final one."""
+    def event(self, event: FlowEvent) -> tuple[list[Frame], bool]:
+        """``event``'s frames, and whether it was the runner's final one."""
+        last = self.last  # one read: another thread may replace it meanwhile
+        if last is not None and last[0] is event:
+            return last[1], last[2]
+        runner = event.runner
         if isinstance(event, FlowState):
-            return self._state_frame("FlowState", event.state), False
-        if isinstance(event, FlowDone):
-            return self._state_frame("FlowDone", event.state, final=True), True
-        if isinstance(event, FlowError):
-            return self._frame("FlowError", _error_data(event.reason)), True
-        if isinstance(event, FlowRestarted):
+            framed = self.state(runner, "FlowState", event.state), False
+        elif isinstance(event, FlowDone):
+            framed = self.state(runner, "FlowDone", event.state), True
+        elif isinstance(event, FlowError):
+            framed = [self.frame(runner, "FlowError", _error_data(event.reason))], True
+        elif isinstance(event, FlowRestarted):
             reason = event.reason
             said = None if reason is None else f"{type(reason).__name__}: {reason}"
-            return self._frame("FlowRestarted", json.dumps({"reason": said})), False
-        raise TypeError(f"not a flow event: {event!r}")
+            framed = [self.frame(runner, "FlowRestarted", json.dumps({"reason": said}))], False
+        else:
+            raise TypeError(f"not a flow event: {event!r}")
+        self.last = (event, *framed)
+        return framed
 
-    def ending(self) -> bytes:
-        """The runner ended with no final event: it was stopped."""
-        return self._frame("FlowStopped", "null")
-
-    def _state_frame(self, name: str, state: Any, final: bool = False) -> bytes:
+    def state(self, runner: Runner, name: str, state: Any) -> list[Frame]:
+        """A FlowState or FlowDone; a state that will not encode is an EncodeError instead."""
         try:
             data = self.encoder(state)
             if not isinstance(data, str):
                 raise TypeError(f"the encoder returned {type(data).__name__}, not str")
         except Exception as error:  # reported to the log and to the browser, then streamed on
-            message = f"state of flow {self.runner.name!r} cannot be encoded as JSON: {error}"
+            message = f"state of flow {runner.name!r} cannot be encoded as JSON: {error}"
             logger.error("%s (%s)", message, type(state).__name__, exc_info=error)
             said = json.dumps({"error": type(error).__name__, "message": message})
-            frame = self._frame("EncodeError", said)
-            # A final event still says the flow ended, so the browser does not reconnect.
-            return frame + self._frame(name, "null") if final else frame
-        return self._frame(name, data)
+            frames = [self.frame(runner, "EncodeError", said)]
+            if name == "FlowDone":  # still said, so the browser does not reconnect
+                frames.append(self.frame(runner, name, "null"))
+            return frames
+        return [self.frame(runner, name, data)]
 
-    def _frame(self, name: str, data: str) -> bytes:
+    @staticmethod
+    def frame(runner: Runner, name: str, data: str) -> Frame:
         digest = hashlib.sha1(f"{name}\n{data}".encode(), usedforsecurity=False).hexdigest()
-        event_id = f"{self.runner.id}-{digest[:16]}"
-        if event_id == self.last_id:
-            return b""  # the browser has it already
-        self.last_id = event_id
+        event_id = f"{runner.id}-{digest[:16]}"
         lines = [f"event: {name}", f"id: {event_id}"]
         lines.extend(f"data: {line}" for line in _LINE_ENDS.split(data))
-        return ("\n".join(lines) + "\n\n").encode()
+        return event_id, ("\n".join(lines) + "\n\n").encode()
+
+
+class _Feed:
+    """What one response says: the runner's current state, then each event.
+
+    A frame whose id is the last the browser has (``Last-Event-ID``, or the
+    frame just sent: the snapshot raced with the stream) is not sent.
+    """
+
+    def __init__(self, runner: Runner, framing: _Framing, last_event_id: str | None) -> None:
+        self.runner = runner
+        self.framing = framing
+        self.last_id = last_event_id
+
+    def opening(self) -> tuple[bytes, bool]:
+        """The retry interval and the runner's current state; True when that was all."""
+        runner = self.runner
+        framing = self.framing
+        head = f"retry: {RETRY_MS}\n\n".encode()
+        status = runner.status
+        if status == "done":
+            return head + self._new(framing.state(runner, "FlowDone", runner.get_state())), True
+        if status == "stopped":
+            return head + self._new([framing.frame(runner, "FlowStopped", "null")]), True
+        error = runner.error
+        if status == "failed" and error is not None:
+            return head + self._new([framing.frame(runner, "FlowError", _error_data(error))]), True
+        # Running (or failing this very moment: then the stream holds the FlowError).
+        return head + self._new(framing.state(runner, "FlowState", runner.get_state())), False
+
+    def event(self, event: FlowEvent) -> tuple[bytes, bool]:
+        """``event`` as bytes; True when it was the runner's final one."""
+        frames, final = self.framing.event(event)
+        return self._new(frames), final
+
+    def ending(self) -> bytes:
+        """The runner ended with no final event: it was stopped."""
+        return self._new([self.framing.frame(self.runner, "FlowStopped", "null")])
+
+    def _new(self, frames: list[Frame]) -> bytes:
+        """The frames the browser does not have already."""
+        said = b""
+        for event_id, frame in frames:
+            if event_id != self.last_id:
+                said += frame
+                self.last_id = event_id
+        return said
 
 
 def _error_data(error: BaseException) -> str:
@@ -215,7 +253,7 @@ class _Options:
         if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
             raise ValueError(f"maxsize must be an int >= 1, got {maxsize!r}")
         self.target = target
-        self.encoder: Encoder = encode_json if encoder is None else encoder
+        self.framing = _Framing(encode_json if encoder is None else encoder)
         self.heartbeat = float(heartbeat)
         self.maxsize = maxsize
 
@@ -243,7 +281,7 @@ class _Options:
         with _OPEN_LOCK:
             _OPEN.add(stream)
         _chain_shutdown_signals()
-        return stream, _Feed(runner, self.encoder, last_event_id)
+        return stream, _Feed(runner, self.framing, last_event_id)
 
 
 def _forget(stream: EventStream) -> None:
