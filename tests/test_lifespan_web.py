@@ -9,15 +9,18 @@ settle: waits poll for a condition, with a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -184,6 +187,70 @@ def test_flask_under_gevent_runs_the_pending_push_at_shutdown() -> None:
         assert first == second == {"runner": runner.id, "backend": "gevent"}
         assert pushed == []
     assert runner.status == "stopped" and pushed == ["book-1"]
+
+
+# Django, through the ASGI lifespan wrapper of docs/running-in-a-web-app.md
+
+
+def doc_block(page: str, starts: str) -> str:
+    """The ```py block of ``page`` that begins with ``starts``: the doc's code, run as shown."""
+    text = (TESTS.parent / "docs" / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"```py\n(.*?)```", text, re.DOTALL)
+    [block] = [block for block in blocks if block.startswith(starts)]
+    return block
+
+
+@pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="django is needed")
+def test_django_asgi_wrapped_in_the_lifespan_shuts_its_flows_down() -> None:
+    import django
+    from django.conf import settings
+    from django.http import JsonResponse
+    from django.urls import path
+
+    pushed: list[str] = []
+    sync = book_sync(pushed)
+    asgi: dict[str, Any] = {}
+
+    def edit_book(request: Any, book_id: str) -> JsonResponse:  # a sync view: a thread of its own
+        runner = edit(asgi["supervisor"], sync, book_id)
+        return JsonResponse({"runner": runner.id, "backend": runner.backend.name})
+
+    urls = types.ModuleType("lifespan_django_urls")
+    urls.urlpatterns = [path("books/<book_id>/edit", edit_book)]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    if not settings.configured:
+        settings.configure(ALLOWED_HOSTS=["*"], SECRET_KEY="test", ROOT_URLCONF=urls.__name__)
+        django.setup()
+    settings.ROOT_URLCONF = urls.__name__
+    exec(compile(doc_block("running-in-a-web-app.md", "# asgi.py"), "asgi.py", "exec"), asgi)
+
+    async def serve() -> list[dict[str, Any]]:
+        inbox: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        sent: list[str] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message["type"])
+
+        inbox.put_nowait({"type": "lifespan.startup"})
+        scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+        lifespan = asyncio.create_task(asgi["application"](scope, inbox.get, send))
+        while "lifespan.startup.complete" not in sent:
+            await asyncio.sleep(0)  # the startup runs on this loop, in this task's turns
+        transport = httpx.ASGITransport(app=asgi["application"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://books") as client:
+            answers = [(await client.post("/books/book-1/edit")).json() for _ in range(2)]
+        assert pushed == []
+        inbox.put_nowait({"type": "lifespan.shutdown"})
+        await asyncio.wait_for(lifespan, timeout=5)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        return answers
+
+    try:
+        first, second = asyncio.run(serve())
+    finally:
+        del sys.modules[urls.__name__]
+    assert first == second and first["backend"] == "asyncio"
+    assert pushed == ["book-1"]  # the lifespan's shutdown ran the pending push
 
 
 # gunicorn -k gevent
