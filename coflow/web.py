@@ -362,7 +362,7 @@ def sse_asgi(
             raise ValueError(f"coflow.web.sse_asgi serves http requests, not {kind!r}")
         routed = options.route(scope["method"], scope["path"])
         if isinstance(routed, _Plain):
-            headers = [(name.encode(), value.encode()) for name, value in routed.headers]
+            headers = [(name.lower().encode(), value.encode()) for name, value in routed.headers]
             await send({"type": "http.response.start", "status": routed.status, "headers": headers})
             await send({"type": "http.response.body", "body": routed.body})
             return
@@ -392,7 +392,7 @@ async def _stream_asgi(
     gone: list[bool] = []
     watcher = asyncio.ensure_future(_watch_disconnect(receive, stream, gone))
     try:
-        headers = [(name.encode(), value.encode()) for name, value in STREAM_HEADERS]
+        headers = [(name.lower().encode(), value.encode()) for name, value in STREAM_HEADERS]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         chunk, over = feed.opening()
         while True:
