@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, Protocol
 
+from ._ambient import Supervising, find_supervisor
 from ._awaiting import wait_for_latch
 from ._backend import Backend, Latch, resolve_backend
 from ._errors import (
@@ -34,7 +35,6 @@ from ._location import add_note
 from ._missing import MISSING, MissingType
 from ._scheduler import Task
 from ._steps import reusable
-from ._supervisor import Supervisor, find_supervisor
 from ._validate import check_delay, check_limit
 from ._waking import deliver, state_changed, unblock
 
@@ -1015,7 +1015,7 @@ def start(
     notify: Any = None,
     backend: Backend | str | None = None,
     name: str | None = None,
-    supervisor: Supervisor | MissingType | None = MISSING,
+    supervisor: Supervising | MissingType | None = MISSING,
 ) -> Runner:
     """Start running ``flow`` and return its ``Runner``.
 

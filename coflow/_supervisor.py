@@ -22,18 +22,19 @@ runner already running for a key or starts one (one flow per book).
 
 from __future__ import annotations
 
-import contextvars
-import importlib
 import logging
 import math
 import threading
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
+from . import _ambient
+from ._ambient import Supervising
 from ._errors import FlowException, FlowTimeout
 from ._lifespan import Lifespan
 from ._location import add_note
 from ._missing import MISSING
+from ._runner import start as coflow_start
 from ._shutdown import (
     await_ended,
     refuse_awaiting_here,
@@ -44,7 +45,6 @@ from ._shutdown import (
 from ._validate import check_choice, check_limit, check_optional_delay
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import TracebackType
 
     from ._backend import Backend
@@ -54,15 +54,9 @@ logger = logging.getLogger("coflow")
 
 RESTART_POLICIES = ("permanent", "transient", "temporary")
 
-#: The supervisors of the enclosing ``with`` blocks, innermost last.
-_AMBIENT: contextvars.ContextVar[tuple[Supervisor, ...]] = contextvars.ContextVar(
-    "coflow_supervisors", default=()
-)
-_installed: Supervisor | None = None
-_INSTALLING = threading.Lock()
 
 
-class Supervisor:
+class Supervisor(Supervising):
     """Restarts the flows started under it when they fail (see the module docstring).
 
     ``restart``: ``"transient"`` restarts after a failure, ``"permanent"``
@@ -173,9 +167,8 @@ class Supervisor:
         ends for good; safe from any number of threads at once.  A runner that
         has ended, or is being stopped, is replaced by a new one.
         """
-        start: Callable[..., Runner] = _start_function()
         if key is None:
-            return start(
+            return coflow_start(
                 flow,
                 initial_state=initial_state,
                 notify=notify,
@@ -188,7 +181,7 @@ class Supervisor:
             known = self._keyed.get(key)
             if known is not None and _live(known):
                 return known
-            runner = start(
+            runner = coflow_start(
                 flow,
                 initial_state=initial_state,
                 notify=notify,
@@ -210,24 +203,15 @@ class Supervisor:
 
     def install(self) -> Supervisor:
         """Make this the supervisor of every ``start`` that finds no other, in every thread."""
-        global _installed
-        with _INSTALLING:
-            if _installed is not None and _installed is not self:
-                raise RuntimeError(
-                    f"another supervisor is installed ({_installed!r}); uninstall it first"
-                )
-            _installed = self
+        _ambient.install(self)
         return self
 
     def uninstall(self) -> None:
         """Undo ``install()``; its runners stay supervised."""
-        global _installed
-        with _INSTALLING:
-            if _installed is self:
-                _installed = None
+        _ambient.uninstall(self)
 
     def __enter__(self) -> Supervisor:
-        _AMBIENT.set((*_AMBIENT.get(), self))
+        _ambient.enter(self)
         return self
 
     def __exit__(
@@ -236,10 +220,7 @@ class Supervisor:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        ambient = _AMBIENT.get()
-        if not ambient or ambient[-1] is not self:
-            raise RuntimeError("Supervisor blocks must be left in the order they were entered")
-        _AMBIENT.set(ambient[:-1])
+        _ambient.leave(self)
 
     # -- used by the runner ------------------------------------------------------
 
@@ -331,20 +312,6 @@ class Supervisor:
         return error
 
 
-def find_supervisor(given: object) -> Supervisor | None:
-    """The supervisor for a ``start``: see the module docstring."""
-    if given is MISSING:
-        ambient = _AMBIENT.get()
-        found = ambient[-1] if ambient else _installed
-    elif given is None or isinstance(given, Supervisor):
-        found = given
-    else:
-        raise TypeError(f"coflow.start: supervisor must be a Supervisor or None, got {given!r}")
-    if found is not None:
-        found.check_open()
-    return found
-
-
 def _check_key(method: str, key: object) -> None:
     try:
         hash(key)
@@ -355,10 +322,3 @@ def _check_key(method: str, key: object) -> None:
 def _live(runner: Runner) -> bool:
     """Whether a key's runner is still the one to give: running, and not being stopped."""
     return runner.status == "running" and not runner.ensure_links().stop_asked
-
-
-def _start_function() -> Callable[..., Runner]:
-    """``coflow.start``.  The runner module imports this one, so it is looked up, not imported:
-    by the time a supervisor starts a flow, ``import coflow`` has loaded it."""
-    start: Callable[..., Runner] = importlib.import_module("coflow._runner").start
-    return start
