@@ -256,6 +256,8 @@ class _Options:
         self.framing = _Framing(encode_json if encoder is None else encoder)
         self.heartbeat = float(heartbeat)
         self.maxsize = maxsize
+        #: The streams this app is serving; ``_OPEN`` has every app's.
+        self.streams: set[EventStream] = set()
 
     def route(self, method: str, path: str) -> Runner | _Plain:
         """The runner a request streams, or the plain response it gets."""
@@ -280,14 +282,23 @@ class _Options:
         stream = runner.events(maxsize=self.maxsize)
         with _OPEN_LOCK:
             _OPEN.add(stream)
+            self.streams.add(stream)
         _chain_shutdown_signals()
         return stream, _Feed(runner, self.framing, last_event_id)
 
+    def forget(self, stream: EventStream) -> None:
+        """The response of ``stream`` is over: close it and let it go."""
+        stream.close()
+        with _OPEN_LOCK:
+            _OPEN.discard(stream)
+            self.streams.discard(stream)
 
-def _forget(stream: EventStream) -> None:
-    stream.close()
-    with _OPEN_LOCK:
-        _OPEN.discard(stream)
+    def end_streams(self) -> None:
+        """End this app's streams (at its lifespan's shutdown), and no other app's."""
+        with _OPEN_LOCK:
+            streams = list(self.streams)
+        for stream in streams:
+            stream.close()
 
 
 # -- the shutdown hook -------------------------------------------------------------------
@@ -356,7 +367,7 @@ def sse_asgi(
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
-            await _lifespan(receive, send)
+            await _lifespan(options, receive, send)
             return
         if kind != "http":
             raise ValueError(f"coflow.web.sse_asgi serves http requests, not {kind!r}")
@@ -371,14 +382,17 @@ def sse_asgi(
     return app
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    """Served alone (not mounted), the app has nothing to start and ends its streams at shutdown."""
+async def _lifespan(options: _Options, receive: Receive, send: Send) -> None:
+    """Served alone (not mounted), the app has nothing to start and ends its streams at shutdown.
+
+    Its own streams only: another app of the process (another server's) serves on.
+    """
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            end_streams()
+            options.end_streams()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -410,7 +424,7 @@ async def _stream_asgi(
         if not gone:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
-        _forget(stream)
+        options.forget(stream)
         watcher.cancel()
         await asyncio.wait({watcher})
         if not watcher.cancelled() and watcher.exception() is not None:
@@ -451,7 +465,7 @@ def sse_wsgi(
             return [routed.body]
         stream, feed = options.open(routed, environ.get("HTTP_LAST_EVENT_ID"))
         start_response("200 OK", list(STREAM_HEADERS))
-        return _WsgiStream(stream, feed, options.heartbeat)
+        return _WsgiStream(options, stream, feed)
 
     return app
 
@@ -459,10 +473,11 @@ def sse_wsgi(
 class _WsgiStream:
     """The body of a WSGI stream; ``close()`` (a server's, at a disconnect) unsubscribes at once."""
 
-    def __init__(self, stream: EventStream, feed: _Feed, heartbeat: float) -> None:
+    def __init__(self, options: _Options, stream: EventStream, feed: _Feed) -> None:
+        self._options = options
         self._stream = stream
         self._feed = feed
-        self._heartbeat = heartbeat
+        self._heartbeat = options.heartbeat
 
     def __iter__(self) -> Iterator[bytes]:
         stream = self._stream
@@ -482,7 +497,7 @@ class _WsgiStream:
                         yield self._feed.ending()
                     return
         finally:
-            _forget(stream)
+            self._options.forget(stream)
 
     def close(self) -> None:
-        _forget(self._stream)
+        self._options.forget(self._stream)
