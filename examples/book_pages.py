@@ -101,3 +101,31 @@ document.getElementById("edit").addEventListener("submit", async (event) => {{
 def page(book_id: str) -> str:
     """The book's page: its status, live from the flow's event stream, and an edit form."""
     return PAGE.format(book_id=html.escape(book_id))
+
+
+def status_fragment(state: BookState) -> str:
+    """The book's status as the HTML that htmx's ``sse`` extension swaps into the page."""
+    return f'<span id="status">{html.escape(state["status"])}</span>'
+
+
+HTMX_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Book {book_id}</title>
+<script src="https://unpkg.com/htmx.org@2.0.4"></script>
+<script src="https://unpkg.com/htmx-ext-sse@2.2.2/sse.js"></script>
+</head>
+<body>
+<h1>Book {book_id}</h1>
+<p hx-ext="sse" sse-connect="/fragments/{book_id}" sse-swap="FlowState" sse-close="FlowDone">
+  <span id="status">Connecting…</span>
+</p>
+</body>
+</html>
+"""
+
+
+def htmx_page(book_id: str) -> str:
+    """The same status with htmx: each ``FlowState`` event's data is the fragment to show."""
+    return HTMX_PAGE.format(book_id=html.escape(book_id))

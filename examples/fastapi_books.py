@@ -1,6 +1,8 @@
 """Live book pages on FastAPI: one debounced-sync flow per book, its status pushed to the page.
 
-Run it with ``python -m examples.fastapi_books`` and open http://127.0.0.1:8000/books/b-1.
+Run it with ``python -m examples.fastapi_books`` and open http://127.0.0.1:8000/books/b-1
+(or ``/books/b-1/htmx``, the same status with htmx's ``sse`` extension, which swaps in the
+HTML fragment each event carries).
 Each save sends an edit to the book's flow; the page shows "Syncing…" and then
 "Synced ✓" as the flow's state changes, through ``coflow.web``'s event stream.
 The supervisor's lifespan stops every flow, with a grace, when the server stops;
@@ -21,7 +23,16 @@ from fastapi.responses import HTMLResponse
 
 import coflow
 import coflow.web
-from examples.book_pages import BookState, book_sync, edited, new_book, page, push_result
+from examples.book_pages import (
+    BookState,
+    book_sync,
+    edited,
+    htmx_page,
+    new_book,
+    page,
+    push_result,
+    status_fragment,
+)
 
 
 def create_app(quiet: float = 0.5, push_seconds: float = 0.8) -> FastAPI:
@@ -55,7 +66,13 @@ def create_app(quiet: float = 0.5, push_seconds: float = 0.8) -> FastAPI:
         book(book_id).signal(edited(title))
         return {"status": "accepted"}
 
-    app.mount("/flows", coflow.web.sse_asgi(supervisor.get))
+    @app.get("/books/{book_id}/htmx", response_class=HTMLResponse)
+    def show_with_htmx(book_id: str) -> str:
+        book(book_id)
+        return htmx_page(book_id)
+
+    app.mount("/flows", coflow.web.sse_asgi(supervisor.get))  # JSON, for <coflow-flow>
+    app.mount("/fragments", coflow.web.sse_asgi(supervisor.get, encoder=status_fragment))
     return app
 
 

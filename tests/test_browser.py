@@ -1,4 +1,5 @@
-"""The live book pages in a real browser: Debian's chromium, driven by Playwright.
+"""The live book pages in a real browser (Debian's chromium, driven by Playwright), and the
+htmx variant's stream over HTTP.
 
 Each example app (FastAPI under uvicorn, Flask under gevent.pywsgi) is served on
 127.0.0.1; the page is opened, a title saved through its form, and the page must
@@ -179,3 +180,23 @@ def test_the_flask_gevent_book_page_shows_each_sync_live(
 ) -> None:
     base, supervisor = flask_gevent_app
     _check_the_book_page(browser, base, supervisor, artifacts / "flask-gevent-book-page.png")
+
+
+def test_the_htmx_page_is_sent_its_status_as_html_fragments(fastapi_app: Served) -> None:
+    """htmx's ``sse`` extension swaps each ``FlowState`` event's data in: here, an HTML fragment."""
+    import httpx
+
+    base, _ = fastapi_app
+    with httpx.Client(base_url=base, timeout=SHOWN_WITHIN_MS / 1000) as client:
+        page = client.get("/books/b-2/htmx")
+        assert 'sse-connect="/fragments/b-2"' in page.text
+        with client.stream("GET", "/fragments/b-2") as stream:
+            lines = stream.iter_lines()
+            assert next(line for line in lines if line.startswith("event:")) == "event: FlowState"
+            assert next(line for line in lines if line.startswith("data:")) == (
+                'data: <span id="status">Ready</span>'
+            )
+            client.post("/books/b-2/edit", json={"title": "Emma"})
+            assert next(line for line in lines if line.startswith("data:")) == (
+                'data: <span id="status">Edited</span>'
+            )
