@@ -2,11 +2,14 @@
 
 The ASGI app (``coflow.web.sse_asgi``) is called directly on one asyncio loop
 by ``subscribers`` in-memory clients (a ``receive`` that never disconnects, a
-``send`` that counts the events in what it is given): no server and no socket,
-so the figures are coflow's side alone, the event streams and their framing.
+``send`` that counts the events in what it is given), and the WSGI app
+(``coflow.web.sse_wsgi``) by as many greenlets of one gevent hub, each iterating
+its response body: no server and no socket, so the figures are coflow's side
+alone, the event streams and their framing.
 
-- fan-out: the runner (on ``AsyncioBackend``) takes ``events`` signals, each a
-  new state, then ends; every subscriber gets each state and the ``FlowDone``.
+- fan-out: the runner (on ``AsyncioBackend``, or ``GeventBackend`` for WSGI)
+  takes ``events`` signals, each a new state, then ends; every subscriber gets
+  each state and the ``FlowDone``.
   Timed from the first signal until every response has ended.  Figure: events
   delivered per second (events x subscribers / seconds).
 - memory: ``tracemalloc``'s traced bytes with ``subscribers`` streams open and
@@ -113,13 +116,63 @@ async def _memory(subscribers: int) -> float:
     return used / subscribers
 
 
+ENVIRON = {"REQUEST_METHOD": "GET", "PATH_INFO": "/flows/bench"}
+
+
+def _fan_out_wsgi_gevent(subscribers: int, events: int) -> float:
+    """The fan-out through the WSGI app, each subscriber a greenlet reading its body."""
+    import gevent
+
+    from coflow.backends.gevent import GeventBackend
+
+    backend = GeventBackend()
+    runner = coflow.start(_counting_flow(events), initial_state=0, backend=backend, supervisor=None)
+    app = coflow.web.sse_wsgi(runner, heartbeat=3600.0, maxsize=events + 2)
+    counts = [0] * subscribers
+
+    def follow(i: int) -> None:
+        for chunk in app(dict(ENVIRON), lambda status, headers: None):
+            counts[i] += chunk.count(b"event: ")
+
+    readers = [gevent.spawn(follow, i) for i in range(subscribers)]
+    while coflow.web.open_streams(runner) < subscribers:
+        gevent.sleep(0)  # every reader has read its snapshot and waits in its stream
+    started = perf_counter()
+    for _ in range(events):
+        runner.signal(lambda s: s + 1)
+    gevent.joinall(readers, raise_error=True)
+    took = perf_counter() - started
+    backend.close()
+    expected = 1 + events + 1
+    if counts != [expected] * subscribers:
+        got = sorted(set(counts))
+        raise RuntimeError(f"web bench: WSGI readers got {got} events, not {expected}")
+    return took
+
+
+def _have_gevent() -> bool:
+    try:
+        import gevent  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def measure(subscribers: int, events: int, repeats: int) -> list[Row]:
     best = best_of(repeats, {"coflow": lambda: asyncio.run(_fan_out(subscribers, events))})
     per_stream = asyncio.run(_memory(subscribers))
     where = f"ASGI app called in memory, asyncio: {subscribers:,} subscribers"
-    return [
+    rows = [
         Row(f"web: SSE fan-out, {where} x {events:,} events", "events/s",
             subscribers * events / best["coflow"], "—", None, NO_TARGET),
         Row(f"web: memory per open SSE stream, {where} (tracemalloc)", "bytes/stream",
             per_stream, "—", None, NO_TARGET),
     ]
+    wsgi = f"WSGI app read in memory, gevent: {subscribers:,} subscribers x {events:,} events"
+    if _have_gevent():
+        wsgi_best = best_of(repeats, {"coflow": lambda: _fan_out_wsgi_gevent(subscribers, events)})
+        figure: float | None = subscribers * events / wsgi_best["coflow"]
+    else:
+        figure, wsgi = None, wsgi + " (gevent not installed)"
+    rows.append(Row(f"web: SSE fan-out, {wsgi}", "events/s", figure, "—", None, NO_TARGET))
+    return rows

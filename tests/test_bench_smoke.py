@@ -31,6 +31,7 @@ from bench import (  # noqa: E402
     sync_steps,
     virtual_async,
     virtual_time,
+    web,
 )
 
 
@@ -190,3 +191,10 @@ def test_virtual_async_line() -> None:
     rows = virtual_async.measure(tasks=20, sleeps=3, repeats=1)
     assert_rows(rows, len(rows))
     assert len(rows) >= 3
+
+
+def test_web_lines() -> None:
+    rows = web.measure(subscribers=5, events=3, repeats=1)
+    assert len(rows) == 3
+    assert all(row.coflow is None or row.coflow > 0 for row in rows)
+    assert rows[0].coflow is not None and rows[1].coflow is not None
