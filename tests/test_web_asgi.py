@@ -316,6 +316,7 @@ def test_sigint_ends_uvicorn_at_once_with_a_hundred_streams_open() -> None:
     process = subprocess.Popen(
         command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
         env={**os.environ, "PYTHONWARNINGS": "error"},
+        cwd=TESTS,  # not the source tree, whose coflow/ lacks coflow.backends until installed
     )
     url = f"http://127.0.0.1:{port}/flows/book-1"
     try:
