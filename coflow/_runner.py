@@ -932,46 +932,19 @@ class EventStream:
         return self
 
     def __next__(self) -> FlowEvent:
-        sink = self._sink
-        while not sink.closed:
-            ended = sink.ended  # read first: the final event is buffered before the end is set
-            event = self._take()
-            if event is not None:
-                return event
-            if ended:
-                break
-            try:
-                self._runner.backend.wait_latch(
-                    self._next_latch(), None, f"events of {self._runner.name!r}"
-                )
-            except BaseException as error:
-                if not isinstance(error, Exception):
-                    self.close()  # the reader was killed or interrupted: it reads no more
-                raise
-        raise StopIteration
+        event = self.next_event()
+        if event is None:
+            raise StopIteration
+        return event
 
     def __aiter__(self) -> AsyncIterator[FlowEvent]:
         return self
 
     async def __anext__(self) -> FlowEvent:
-        sink = self._sink
-        while not sink.closed:
-            ended = sink.ended  # read first: the final event is buffered before the end is set
-            event = self._take()
-            if event is not None:
-                return event
-            if ended:
-                break
-            try:
-                await wait_for_latch(
-                    self._runner.backend, self._next_latch(), f"events of {self._runner.name!r}"
-                )
-            except BaseException as error:
-                if not isinstance(error, Exception):
-                    self.close()  # the reading task was cancelled: it reads no more
-                raise
-        raise StopAsyncIteration
-
+        event = await self.anext_event()
+        if event is None:
+            raise StopAsyncIteration
+        return event
 
 def _sink(notify: Any) -> Notify:
     put_nowait = getattr(notify, "put_nowait", None)
