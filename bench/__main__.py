@@ -41,6 +41,7 @@ class Sizes:
     async_sleeps: int = 10
     web_subscribers: int = 1_000
     web_events: int = 100
+    inspect_runners: int = 10_000
 
 
 QUICK = Sizes(repeats=5, sync_steps=200_000,
@@ -56,7 +57,7 @@ FULL = Sizes(repeats=5, sync_steps=1_000_000,
              overhead_steps=100_000, overhead_tasks=10_000, child_calls=100_000)
 
 LINES = ("sync_steps", "virtual_time", "memory", "signals", "retry", "backend_overhead", "children",
-         "virtual_async", "web")
+         "virtual_async", "web", "instrument")
 PROFILED = ("sync_steps", "virtual_time", "signals", "retry", "backend_overhead", "children")
 
 
@@ -90,6 +91,9 @@ def measure_line(name: str, sizes: Sizes) -> list[Row]:
     if name == "web":
         from . import web
         return web.measure(sizes.web_subscribers, sizes.web_events, sizes.repeats)
+    if name == "instrument":
+        from . import instrument
+        return instrument.measure(sizes.sync_steps, sizes.inspect_runners, sizes.repeats)
     raise ValueError(f"unknown benchmark line {name!r}; choose from {', '.join(LINES)}")
 
 

@@ -30,6 +30,13 @@ from ._events import (
     FlowState as FlowState,
 )
 from ._flow import Flow as Flow, FlowGenerator as FlowGenerator, flow as flow
+from ._history import HistoryRecorder as HistoryRecorder
+from ._inspect import inspect as inspect, stuck as stuck
+from ._instrument import (
+    Instrument as Instrument,
+    add_instrument as add_instrument,
+    remove_instrument as remove_instrument,
+)
 from ._results import (
     Error as Error,
     Failure as Failure,
@@ -81,6 +88,8 @@ __all__ = [
     "FlowState",
     "FlowStopped",
     "FlowTimeout",
+    "HistoryRecorder",
+    "Instrument",
     "InvalidStep",
     "Ok",
     "Retry",
@@ -93,21 +102,25 @@ __all__ = [
     "Supervisor",
     "Update",
     "branch",
+    "add_instrument",
     "call",
     "debounce",
     "each",
     "embed",
     "flow",
     "get_state",
+    "inspect",
     "parallel",
     "race",
     "receive",
+    "remove_instrument",
     "repeat",
     "run",
     "sequence",
     "set_state",
     "spawn",
     "start",
+    "stuck",
     "timeout",
     "wait",
     "wait_until",

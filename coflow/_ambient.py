@@ -15,6 +15,7 @@ from ._missing import MISSING
 
 if TYPE_CHECKING:
     from ._backend import Backend
+    from ._instrument import InstrumentSet
     from ._runner import Runner
 
 
@@ -22,6 +23,8 @@ class Supervising:
     """What ``start`` asks of a supervisor; ``Supervisor`` is the one kind there is."""
 
     backend: Backend | str | None
+    #: The instruments of the runners it supervises and their children.
+    instrument_set: InstrumentSet
 
     def check_open(self) -> None:
         """Raise if it starts no more flows."""

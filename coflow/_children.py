@@ -48,10 +48,18 @@ def _child(task: Task, step: Call | Spawn, where: str) -> tuple[Runner, bool]:
         known = links.refs.get(key) if links.refs is not None else None
         if known is not None and known.status != "stopped":
             return known, False
-    child = launch(step.flow, parent.backend, step.initial_state, step.notify, None, where, task)
+    watcher = links.watcher if links.watcher is not None else _supervisor_set(links)
+    child = launch(
+        step.flow, parent.backend, step.initial_state, step.notify, None, where, task, watcher
+    )
     child.parent = parent
     links.add_child(child, key)
     return child, True
+
+
+def _supervisor_set(links: Any) -> Any:
+    supervisor = links.supervisor
+    return supervisor.instrument_set if supervisor is not None else None
 
 
 def _nested(task: Task, value: Any, error: BaseException | None) -> bool:

@@ -26,9 +26,11 @@ from ._flow import (
     taken,
     used_before,
 )
+from ._instrument import WORK_TYPES, report
 from ._lasting import start_work
 from ._location import INTERNAL_CODES
 from ._missing import MISSING
+from ._reporting import QUIET_CODES, QUIET_STEPS
 from ._results import Error, Failure, Ok, Retry, Skip, Update
 from ._runner import StateView
 from ._scheduler import SUSPEND, Frame, Join, Task
@@ -75,17 +77,26 @@ class Work:
     holds the work's handle and the attempt's optional timer.
     """
 
-    __slots__ = ("args", "fn", "handle", "task", "timed_out", "timeout", "timer")
+    __slots__ = (
+        "args", "attempt", "fn", "handle", "since", "task", "timed_out", "timeout", "timer"
+    )
     task: Task
     handle: Handle
     timer: Handle
     timed_out: bool
 
     def __init__(
-        self, fn: Callable[..., Any], args: tuple[Any, ...] = (), timeout: float | None = None
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...] = (),
+        timeout: float | None = None,
+        attempt: int = 1,
     ) -> None:
         self.fn = fn
         self.args = args
+        #: Which attempt of its ``run`` this is (from 1); and when it started (``inspect``).
+        self.attempt = attempt
+        self.since = 0.0
         self.timeout = timeout  # ``timer`` and ``timed_out`` are set only when there is one
 
     def done(self, value: Any, error: BaseException | None) -> None:
@@ -109,6 +120,7 @@ class Work:
 def handle_work(task: Task, work: Work) -> Any:
     backend = task.runner.backend
     work.task = task
+    work.since = backend.now()
     work.handle = start_work(backend, work.fn, work.args, work.done)
     if work.timeout is not None:
         work.timed_out = False
@@ -178,7 +190,7 @@ def _attempts(task: Task, step: Run) -> Frame:
     while True:
         attempt += 1
         try:
-            result = yield Work(fn, (view.state,), timeout)
+            result = yield Work(fn, (view.state,), timeout, attempt)
             cls = result.__class__
             if cls is Update:  # applied to the state as it is now, as a signal would be
                 result, cls = Ok(result.fn(view.state)), Ok
@@ -202,10 +214,11 @@ def _attempts(task: Task, step: Run) -> Frame:
             if retries == 0:
                 raise last_error
             raise RetriesExhausted(attempt, last_error) from last_error
-        if policy.waits:
-            delay = policy.delay(attempt, task.runner.backend.random)
-            if delay > 0:
-                yield Wait(delay)
+        delay = policy.delay(attempt, task.runner.backend.random) if policy.waits else 0.0
+        if task.reporting:
+            report(task.runner, "retry", step, attempt, delay, last_error)
+        if delay > 0:
+            yield Wait(delay)
 
 
 # -- composition ---------------------------------------------------------------
@@ -260,6 +273,11 @@ _TICK = Tick()
 
 def handle_tick(task: Task, step: Tick) -> None:
     return None
+
+
+WORK_TYPES.update((Work, _OnlyAttempt))
+QUIET_STEPS.add(Tick)
+QUIET_CODES.add(_attempts.__code__)
 
 
 def handle_each(task: Task, step: Each) -> Any:

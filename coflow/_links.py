@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._backend import Latch
+    from ._instrument import InstrumentSet
     from ._runner import Runner
     from ._scheduler import Task
     from ._supervisor import Supervisor
@@ -49,6 +50,8 @@ class Links:
     #: The cancelled root task, held until the children it is stopping have ended.
     parked: Task | None = None
     supervisor: Supervisor | None = None
+    #: The instruments of the runner's supervisor, or of its parent's (``_instrument``).
+    watcher: InstrumentSet | None = None
     #: What a supervisor's restart starts from.
     initial_state: Any = None
     restarts = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, Protocol
@@ -29,10 +30,11 @@ from ._errors import (
 from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
 from ._flow import Flow, flow_name, instantiate
 from ._future import SignalFuture
-from ._instrument import started_hooks
+from ._instrument import LIVE, InstrumentSet, report, started_hooks, wanted
 from ._links import Links
 from ._location import add_note
 from ._missing import MISSING, MissingType
+from ._reporting import ReportingTask
 from ._scheduler import Task
 from ._steps import reusable
 from ._validate import check_delay, check_limit
@@ -581,7 +583,13 @@ class Runner:
         self.state = links.initial_state
         if self._sinks:
             self._emit(FlowState(self.state, self))
-        root = self.root = Task(self, instantiate(self.flow, "supervisor restart"))
+        body = instantiate(self.flow, "supervisor restart")
+        root: Task
+        if wanted(links.watcher):
+            root = self.root = ReportingTask(self, body)
+            report(self, "restarted", reason)
+        else:
+            root = self.root = Task(self, body)
         self.backend.call_soon(root.drive, None, None)  # never inline: a restart cannot recurse
         if self.backend.max_steps is not None:
             self._count_instant_restart(links, self.backend.max_steps)
@@ -601,6 +609,8 @@ class Runner:
             )
 
     def _end(self, error: BaseException | None) -> None:
+        root = self.root
+        reporting = root is not None and root.reporting
         links = self._links
         unwatched = False
         if error is None:
@@ -628,6 +638,8 @@ class Runner:
                 if type(sink) is _StreamSink:
                     sink.end()
         self.root = None  # no cycle left through the finished task: reference counting frees it
+        if reporting:
+            report(self, "runner_ended")  # before anyone waiting for the end resumes
         if self.parent is not None:
             self.parent.child_ended(self)
         if links is not None:  # else no supervisor or waiter, and no mailbox to drop
@@ -963,18 +975,26 @@ def launch(
     name: str | None,
     where: str = "coflow.start",
     task: Any = None,
+    watcher: InstrumentSet | None = None,
 ) -> Runner:
     """A runner for ``flow`` with its root task made, not yet posted to run.
 
     ``where`` and ``task`` (for a child: the step and the task starting it) name the
-    start in errors.
+    start in errors; ``watcher`` holds its supervisor's instruments (or its parent's).
     """
     if initial_state is MISSING:
         initial_state = flow.initial_state if isinstance(flow, Flow) else None
     body = instantiate(flow, where, task)
     sinks = () if notify is None else (_sink(notify),)
     runner = Runner(flow, backend, initial_state, name, sinks)
-    runner.root = Task(runner, body)
+    LIVE.add(weakref.ref(runner, LIVE.discard))
+    if watcher is not None:
+        runner.ensure_links().watcher = watcher
+    if wanted(watcher):
+        runner.root = ReportingTask(runner, body)
+        report(runner, "runner_started")
+    else:
+        runner.root = Task(runner, body)
     if started_hooks:
         for hook in tuple(started_hooks):
             hook(runner)
@@ -1003,7 +1023,8 @@ def start(
         if backend is None:
             backend = chosen.backend
     resolved = resolve_backend(backend)
-    runner = launch(flow, resolved, initial_state, notify, name)
+    watcher = chosen.instrument_set if chosen is not None else None
+    runner = launch(flow, resolved, initial_state, notify, name, watcher=watcher)
     if chosen is not None:
         chosen.adopt(runner)
     assert runner.root is not None

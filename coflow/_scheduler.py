@@ -82,6 +82,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ._errors import Cancelled, HeldClock
 from ._event_loop import TimerHeap
+from ._instrument import report
 from ._lasting import start_work
 from ._location import INTERNAL_CODES, PATH_ENDS, add_note, flow_path, is_user_frame, yield_site
 from ._steps import SetState, Wait
@@ -178,6 +179,10 @@ class Task:
     #: is no branch).
     join: Join | None = None
     index = 0
+    #: Whether the task reports its steps to instruments (``_reporting``): never, here.
+    reporting = False
+    #: The class of the task's branches (``Join.spawn``); set below, once ``BranchTask`` exists.
+    branch_type: type[BranchTask]
 
     def __init__(self, runner: Owner, body: Frame) -> None:
         self.runner = runner
@@ -452,6 +457,9 @@ class BranchTask(Task):
         self.index = index
 
 
+Task.branch_type = BranchTask
+
+
 class Stack:
     """What few tasks need, made on first need: the frames below the top one, and a
     cancellation's progress.
@@ -561,7 +569,7 @@ class Join:
 
     def spawn(self, body: Frame, view: StateView) -> None:
         """Start a branch that is a flow: a task of its own, first driven by the loop."""
-        child = BranchTask(self.parent.runner, view, body, self, len(self.children))
+        child = self.parent.branch_type(self.parent.runner, view, body, self, len(self.children))
         self.children.append(child)
         self.pending += 1
         self.parent.runner.backend.call_soon(child.drive, None, None)
@@ -571,7 +579,11 @@ class Join:
         branch = WorkBranch(self, len(self.children))
         self.children.append(branch)
         self.pending += 1
-        branch.handle = start_work(self.parent.runner.backend, fn, (), branch)
+        parent = self.parent
+        if parent.reporting:
+            branch.step = parent.opened[max(parent.opened)]  # type: ignore[attr-defined]
+            report(parent.runner, "work_started", branch.step, 1)
+        branch.handle = start_work(parent.runner.backend, fn, (), branch)
 
     def on_child(self, index: int, value: Any, error: BaseException | None) -> None:
         """A branch finished before the join was decided."""
@@ -617,8 +629,10 @@ class Join:
 class WorkBranch:
     """A callable branch of ``parallel`` or ``race``: the backend's work handle, joined directly."""
 
-    __slots__ = ("handle", "index", "join")
+    __slots__ = ("handle", "index", "join", "step")
     handle: Handle
+    #: The ``parallel`` or ``race`` step, for an instrumented runner's ``work_ended``.
+    step: Any
 
     def __init__(self, join: Join, index: int) -> None:
         self.join = join
@@ -626,7 +640,10 @@ class WorkBranch:
 
     def __call__(self, value: Any, error: BaseException | None) -> None:
         """The work has ended: the backend's ``done``, with no bound method made per branch."""
-        self.join.child_finished(self, value, error)
+        join = self.join
+        if join.parent.reporting:
+            report(join.parent.runner, "work_ended", self.step, 1, error)
+        join.child_finished(self, value, error)
 
     def cancel_one(self) -> None:
         self.handle.cancel()  # the backend still reports the end, once, through ``done``

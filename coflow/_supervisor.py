@@ -25,12 +25,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _ambient
 from ._ambient import Supervising
 from ._errors import FlowException, FlowTimeout
+from ._instrument import Instrument, InstrumentSet
 from ._lifespan import Lifespan
 from ._location import add_note
 from ._missing import MISSING
@@ -61,7 +62,8 @@ class Supervisor(Supervising):
 
     ``restart``: ``"transient"`` restarts after a failure, ``"permanent"``
     also after a normal end, ``"temporary"`` never.  ``backend`` is used by
-    ``start`` calls that name none.
+    ``start`` calls that name none.  ``instruments`` see the steps of the
+    runners it supervises and of their child flows (``coflow.Instrument``).
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Supervisor(Supervising):
         restart: str = "transient",
         max_restarts: int = 3,
         max_seconds: float = 5.0,
+        instruments: Iterable[Instrument] = (),
     ) -> None:
         check_choice("Supervisor", "restart", restart, RESTART_POLICIES)
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int):
@@ -96,6 +99,8 @@ class Supervisor(Supervising):
         self._lock = threading.RLock()
         #: True once shut down: it starts no more flows, until a new ``lifespan()`` opens it.
         self.closed = False
+        #: The instruments its runners and their children report to (``add_instrument``).
+        self.instrument_set = InstrumentSet(instruments)
 
     def __repr__(self) -> str:
         return (
@@ -104,6 +109,15 @@ class Supervisor(Supervising):
         )
 
     # -- the public API --------------------------------------------------------
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Have the runners it starts or restarts from now on, and their children, report to
+        ``instrument`` (from any thread)."""
+        self.instrument_set.add(instrument)
+
+    def remove_instrument(self, instrument: Instrument) -> None:
+        """No hook of ``instrument`` is called for its runners after this returns."""
+        self.instrument_set.remove(instrument)
 
     def children(self) -> list[Runner]:
         """The runners it supervises that have not ended, oldest first."""

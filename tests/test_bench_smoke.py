@@ -25,6 +25,7 @@ from bench import (  # noqa: E402
     backend_overhead,
     children,
     format_table,
+    instrument,
     memory,
     retry,
     signals,
@@ -198,3 +199,10 @@ def test_web_lines() -> None:
     assert len(rows) == 3
     assert all(row.coflow is None or row.coflow > 0 for row in rows)
     assert rows[0].coflow is not None and rows[1].coflow is not None
+
+
+def test_instrument_lines() -> None:
+    rows = instrument.measure(steps=50, runners=20, repeats=1)
+    assert_rows(rows, 2)
+    assert rows[0].peer == "no instrument"
+    assert "20 waiting runners" in rows[1].line

@@ -41,6 +41,13 @@ PUBLIC_NAMES = [
     "spawn",
     # Supervision
     "Supervisor",
+    # Observing
+    "Instrument",
+    "add_instrument",
+    "remove_instrument",
+    "inspect",
+    "stuck",
+    "HistoryRecorder",
     # Results
     "Ok",
     "Update",
