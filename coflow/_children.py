@@ -52,7 +52,6 @@ def _child(task: Task, step: Call | Spawn, where: str) -> tuple[Runner, bool]:
     child = launch(
         step.flow, parent.backend, step.initial_state, step.notify, None, where, task, watcher
     )
-    child.parent = parent
     links.add_child(child, key)
     return child, True
 

@@ -987,6 +987,8 @@ def launch(
     body = instantiate(flow, where, task)
     sinks = () if notify is None else (_sink(notify),)
     runner = Runner(flow, backend, initial_state, name, sinks)
+    if task is not None:
+        runner.parent = task.runner  # a child: known to the hooks as one from its start
     LIVE.add(weakref.ref(runner, LIVE.discard))
     if watcher is not None:
         runner.ensure_links().watcher = watcher

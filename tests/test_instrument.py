@@ -314,3 +314,28 @@ def test_an_uninstrumented_runner_keeps_the_plain_step_loop() -> None:
 def test_add_instrument_refuses_what_is_no_instrument() -> None:
     with pytest.raises(TypeError):
         coflow.add_instrument(object())  # type: ignore[arg-type]
+
+
+def test_a_child_flow_is_a_child_already_when_its_start_is_reported(
+    virtual_backend: Any,
+) -> None:
+    parents: dict[str, Any] = {}
+
+    class Parents(coflow.Instrument):
+        def runner_started(self, runner: coflow.Runner, now: float) -> None:
+            parents[runner.name] = runner.parent
+
+    def child() -> FlowGenerator:
+        yield coflow.set_state(lambda state: "done")
+
+    def parent() -> FlowGenerator:
+        yield coflow.call(child)
+
+    instrument = Parents()
+    coflow.add_instrument(instrument)
+    try:
+        runner = coflow.start(parent, backend=virtual_backend)
+        runner.result()
+    finally:
+        coflow.remove_instrument(instrument)
+    assert parents == {"parent": None, "child": runner}
