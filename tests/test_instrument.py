@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import coflow
-from coflow import Cancelled, Instrument, Ok, Supervisor
+from coflow import Cancelled, FlowGenerator, Instrument, Ok, Supervisor
 
 
 class Recorder(Instrument):
