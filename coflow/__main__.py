@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"the backend to run on (one of: {', '.join(names)}; default: {DEFAULT_BACKEND})",
     )
+    demo.add_argument(
+        "--web",
+        action="store_true",
+        help="serve the inspector page on 127.0.0.1 while the demo runs, over and over",
+    )
+    demo.add_argument(
+        "--port", type=int, default=8000, help="the inspector's port, with --web (default: 8000)"
+    )
     return parser
 
 
@@ -51,8 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.virtual and args.backend not in (None, "virtual"):
         parser.error(f"--virtual runs on the virtual clock; it excludes --backend {args.backend}")
+    if args.web and (args.virtual or args.backend == "virtual"):
+        parser.error("--web shows flows as they run in real time; it excludes the virtual clock")
     try:
-        status = run_demo(backend_name=args.backend, virtual=args.virtual)
+        if args.web:
+            from ._demo_web import serve_demo_web
+
+            status = serve_demo_web(port=args.port, backend_name=args.backend)
+        else:
+            status = run_demo(backend_name=args.backend, virtual=args.virtual)
     except ImportError as missing:
         if args.backend != "gevent":
             raise

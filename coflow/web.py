@@ -31,9 +31,17 @@ from types import FrameType
 from typing import Any
 
 from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
+from ._inspector_web import inspector_asgi, inspector_wsgi
 from ._runner import EventStream, Runner
 
-__all__ = ["end_streams", "open_streams", "sse_asgi", "sse_wsgi"]
+__all__ = [
+    "end_streams",
+    "inspector_asgi",
+    "inspector_wsgi",
+    "open_streams",
+    "sse_asgi",
+    "sse_wsgi",
+]
 
 logger = logging.getLogger("coflow")
 

@@ -164,3 +164,48 @@ def test_an_instrumented_runner_knows_when_it_blocked_in_a_join(virtual_backend:
     (info,) = coflow.inspect().find("t-joined")
     assert info.waiting_since == 2.0
     runner.stop()
+
+
+def test_the_inspector_app_serves_the_page_a_runner_and_the_snapshot_stream(
+    virtual_backend: Any,
+) -> None:
+    import json as json_module
+
+    import coflow.web
+
+    history = coflow.HistoryRecorder(limit=10)
+    coflow.add_instrument(history)
+    try:
+        runner = coflow.start(
+            coflow.wait_until(lambda state: False), initial_state={"book": "b-1"},
+            backend=virtual_backend, name="blocked",
+        )
+        virtual_backend.run_until_idle()
+    finally:
+        coflow.remove_instrument(history)
+    app = coflow.web.inspector_wsgi(history=history)
+    answers: list[str] = []
+
+    def get(path: str) -> Any:
+        return app({"PATH_INFO": path}, lambda status, headers: answers.append(status))
+
+    assert b"coflow inspector" in b"".join(get("/"))
+    detail = json_module.loads(b"".join(get(f"/runner/{runner.id}")))
+    assert detail["info"]["name"] == "blocked"
+    assert "b-1" in detail["state"]
+    assert [event[1] for event in detail["history"]][:2] == ["runner_started", "step_began"]
+    assert get("/runner/0") == [b"no live runner 0\n"]
+    assert answers[-1].startswith("404")
+    stream = iter(get("/snapshot"))
+    first = next(stream)
+    assert first.startswith(b"event: snapshot\ndata: ")
+    assert b'"name": "blocked"' in first
+    runner.stop()
+
+
+def test_the_demo_web_refuses_the_virtual_clock() -> None:
+    from coflow.__main__ import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--web", "--virtual"])
+    assert exited.value.code == 2
