@@ -45,12 +45,8 @@ def _is_work(waiting: Any) -> bool:
 
 
 def _top_step(task: Any) -> Any:
-    opened = task.opened
-    return opened[max(opened)] if opened else None
-
-
-def _run_step(task: Any) -> Any:
-    """The innermost open step a work attempt belongs to (its ``run``, ``parallel``, ``race``)."""
+    """The innermost open step: the one a block, a wake or a work attempt belongs to (for work,
+    its ``run``, ``parallel`` or ``race``)."""
     opened = task.opened
     return opened[max(opened)] if opened else None
 
@@ -63,7 +59,7 @@ def drive(self: Any, value: Any, error: BaseException | None, ran: int = 0) -> N
     if blocked is not None:
         self.blocked_on = None
         if _is_work(blocked):
-            report(runner, "work_ended", _run_step(self), blocked.attempt, error)
+            report(runner, "work_ended", _top_step(self), blocked.attempt, error)
         step = _top_step(self)
         if step is not None:
             report(runner, "step_woken", step)
@@ -156,7 +152,7 @@ def _blocked(task: Any, waiting: Any) -> None:
     task.blocked_on = waiting
     task.since = runner.backend.now()
     if _is_work(waiting):
-        report(runner, "work_started", _run_step(task), waiting.attempt)
+        report(runner, "work_started", _top_step(task), waiting.attempt)
     step = _top_step(task)
     if step is not None:
         report(runner, "step_blocked", step)
