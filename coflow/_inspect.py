@@ -1,6 +1,6 @@
 """``coflow.inspect()`` and ``coflow.stuck()``: a snapshot of every live runner, as a tree.
 
-It reads the runners that ``launch`` registered weakly (``_instrument.LIVE``)
+It reads the live runners among the objects the garbage collector tracks (``live_runners``)
 and costs the step loop nothing: everything it shows is read from what the
 scheduler keeps anyway (the task's frames, what it waits on, its deadline).
 It may run in any thread while flows run: each attribute is read once into a

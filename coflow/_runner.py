@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Final, Protocol
@@ -30,7 +29,7 @@ from ._errors import (
 from ._events import FlowDone, FlowError, FlowEvent, FlowRestarted, FlowState
 from ._flow import Flow, flow_name, instantiate
 from ._future import SignalFuture
-from ._instrument import LIVE, InstrumentSet, report, started_hooks, wanted
+from ._instrument import RUNNER_TYPES, InstrumentSet, report, started_hooks, wanted
 from ._links import Links
 from ._location import add_note
 from ._missing import MISSING, MissingType
@@ -75,7 +74,7 @@ class Runner:
     # for its end, a stop asked for or in progress) live in its ``Links``, made on first
     # need: so a flow blocked in ``wait_until`` costs a runner of ten slots.
     __slots__ = (
-        "__weakref__",  # registries of live runners hold them weakly
+        "__weakref__",  # registries of runners (a test plugin's, an app's) hold them weakly
         "_links",
         "_sinks",
         "backend",
@@ -721,6 +720,9 @@ class Runner:
         raise FlowFailed(self.name, self.error, where) from self.error
 
 
+RUNNER_TYPES.append(Runner)
+
+
 class _StreamSink:
     """What a runner holds of an ``EventStream``: its buffer, never the stream itself.
 
@@ -989,7 +991,6 @@ def launch(
     runner = Runner(flow, backend, initial_state, name, sinks)
     if task is not None:
         runner.parent = task.runner  # a child: known to the hooks as one from its start
-    LIVE.add(weakref.ref(runner, LIVE.discard))
     if watcher is not None:
         runner.ensure_links().watcher = watcher
     if wanted(watcher):
