@@ -82,6 +82,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     random moments of the run, longer than a real-time test's tolerance; frozen, they are
     skipped, as a pre-forking server freezes what it imported before it forks.
     """
+    if importlib.util.find_spec("hypothesis") is not None:
+        # hypothesis' plugin imports it at the end of the run; importing it later would have
+        # register_random (called by trio's hook) miss its referrers among frozen objects
+        import hypothesis  # noqa: F401
     gc.collect()
     gc.freeze()
 
