@@ -18,12 +18,13 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import needs_gevent
+from web_servers import wait_for
 
 import coflow
 import coflow.web
@@ -86,7 +87,7 @@ def fastapi_app() -> Iterator[Served]:
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     try:
-        _wait_until(lambda: server.started, "uvicorn to start")
+        wait_for(lambda: server.started, 10.0, "uvicorn to start")
         port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}", app.state.supervisor
     finally:
@@ -128,15 +129,6 @@ def flask_gevent_app() -> Iterator[Served]:
         thread.join(10)
 
 
-def _wait_until(condition: Callable[[], Any], what: str, seconds: float = 10.0) -> None:
-    event = threading.Event()
-    for _ in range(int(seconds / 0.01)):
-        if condition():
-            return
-        event.wait(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _check_the_book_page(
     browser: Any, base: str, supervisor: coflow.Supervisor, shot: Path
 ) -> None:
@@ -164,7 +156,7 @@ def _check_the_book_page(
     assert coflow.web.open_streams(runner) == 1
 
     page.close()
-    _wait_until(lambda: coflow.web.open_streams(runner) == 0, "the closed page's stream to end")
+    wait_for(lambda: coflow.web.open_streams(runner) == 0, 10.0, "the closed page's stream to end")
 
 
 def test_the_fastapi_book_page_shows_each_sync_live(

@@ -320,14 +320,15 @@ def test_sigint_ends_uvicorn_at_once_with_a_hundred_streams_open() -> None:
     )
     url = f"http://127.0.0.1:{port}/flows/book-1"
     try:
-        deadline = time.monotonic() + 10 * LIMIT
-        while True:  # until uvicorn listens
+        def listening() -> bool:
+            assert process.poll() is None, "uvicorn exited"
             try:
                 httpx.get(f"http://127.0.0.1:{port}/flows/coflow-flow.js", timeout=LIMIT)
-                break
             except httpx.TransportError:
-                assert process.poll() is None and time.monotonic() < deadline, "no uvicorn"
-                time.sleep(0.02)
+                return False
+            return True
+
+        wait_for(listening, 10 * LIMIT, "uvicorn to listen")
 
         async def main() -> float:
             limits = httpx.Limits(max_connections=200)
