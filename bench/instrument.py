@@ -56,5 +56,5 @@ def measure(steps: int, runners: int, repeats: int) -> list[Row]:
             per_step["hooked"], "no instrument", per_step["plain"],
             at_most(10.0, "n/a (reported)")),
         Row(f"inspect(): snapshot of {runners:,} waiting runners", "ms", snapshot * 1e3,
-            "", None, at_most(500.0, "<= 500 ms", on="coflow")),
+            "", None, at_most(100.0, "<= 100 ms", on="coflow")),
     ]

@@ -17,6 +17,8 @@ R_co = TypeVar("R_co", covariant=True)
 
 def describe(value: Any) -> str:
     """A short, readable rendering of a step argument (functions by name)."""
+    if value.__class__ in _ATOMS:
+        return repr(value)  # the commonest argument, a number: no need to ask what else it is
     if (
         inspect.isfunction(value)
         or inspect.ismethod(value)
@@ -40,20 +42,23 @@ class Step(Generic[R_co]):
         return result
 
     def __repr__(self) -> str:
-        if not dataclasses.is_dataclass(self):
-            return object.__repr__(self)  # a user's subclass of Step: it has no fields to show
-        name = _constructor_name(type(self))
+        plan = _repr_plans.get(self.__class__)
+        if plan is None:
+            if not dataclasses.is_dataclass(self):
+                return object.__repr__(self)  # a user's subclass of Step: it has no fields to show
+            plan = _repr_plans[self.__class__] = _repr_plan(self.__class__)
+        name, fields = plan
         depth = getattr(_repr_nesting, "depth", 0)
         if depth >= _REPR_DEPTH:
             return f"{name}(...)"  # a tree 10,000 steps deep has a short repr, not a RecursionError
         _repr_nesting.depth = depth + 1
         try:
             shown = []
-            for field in dataclasses.fields(self):
-                value = getattr(self, field.name)
-                if field.default is not dataclasses.MISSING and value == field.default:
+            for field_name, default in fields:
+                value = getattr(self, field_name)
+                if default is not dataclasses.MISSING and value == default:
                     continue
-                shown.append(f"{field.name}={describe(value)}")
+                shown.append(f"{field_name}={describe(value)}")
         finally:
             _repr_nesting.depth = depth
         return f"{name}({', '.join(shown)})"
@@ -62,6 +67,18 @@ class Step(Generic[R_co]):
 #: Steps nested deeper than this show as ``name(...)`` in a step's repr.
 _REPR_DEPTH = 6
 _repr_nesting = threading.local()
+
+
+#: Per step class: its constructor's name, and each field's name and default (``_repr_plan``).
+_repr_plans: dict[type, tuple[str, tuple[tuple[str, Any], ...]]] = {}
+#: Values whose ``repr`` is already short and readable.
+_ATOMS = frozenset({int, float, bool, type(None)})
+
+
+def _repr_plan(cls: type) -> tuple[str, tuple[tuple[str, Any], ...]]:
+    """What a repr of ``cls`` shows, read once: ``inspect()`` shows thousands of steps."""
+    fields = tuple((field.name, field.default) for field in dataclasses.fields(cls))
+    return _constructor_name(cls), fields
 
 
 def _constructor_name(cls: type) -> str:

@@ -55,6 +55,40 @@ def test_waiting_since_and_deadlines_are_exact(virtual_backend: Any) -> None:
         runner.stop()
 
 
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+@pytest.mark.parametrize(
+    ("state", "summary"),
+    [
+        ({"book": "b-1", "dirty": True}, "{'book': 'b-1', 'dirty': True}"),
+        ([1, 2.5, None], "[1, 2.5, None]"),
+        (10**30, "1000000000000000000000000000000"),
+        (list(range(1000)), "[0, 1, 2, 3, 4, 5, ...]"),
+        ({"notes": "x" * 500}, "{'notes': '" + "x" * 27 + "..." + "x" * 28 + "'}"),
+        (_Unprintable(), "<unrepresentable _Unprintable: RuntimeError('no repr')>"),
+    ],
+    ids=["small-dict", "small-list", "big-int", "long-list", "long-string", "broken-repr"],
+)
+def test_a_state_is_summed_up_short_and_never_raises(
+    virtual_backend: Any, state: Any, summary: str
+) -> None:
+    @coflow.flow(name="t-summed")
+    def holder() -> Any:
+        yield coflow.wait(1.0)
+
+    runner = coflow.start(holder, initial_state=state, backend=virtual_backend)
+    virtual_backend.run_until_idle()
+    try:
+        (info,) = coflow.inspect().find("t-summed")
+        assert info.state == summary and len(info.state) <= 80
+    finally:
+        runner.stop()
+        virtual_backend.run_until_idle()
+
+
 def _line(text: str) -> int:
     """The line of this file that holds ``text``."""
     with open(__file__) as source:
