@@ -25,6 +25,7 @@ from ._scheduler import (
     _YIELDED,
     DISPATCH,
     FALLBACK,
+    LOOP_CODES,
     SLICE,
     SUSPEND,
     BranchTask,
@@ -145,6 +146,9 @@ def drive(self: Any, value: Any, error: BaseException | None, ran: int = 0) -> N
             self._end_slice(value, ran + SLICE)
             return
     self._finish(value, error)
+
+
+LOOP_CODES.add(drive.__code__)
 
 
 def _blocked(task: Any, waiting: Any) -> None:

@@ -526,7 +526,7 @@ def _without_loop_frame(error: BaseException) -> BaseException:
     flow's ``yield``, outermost first, down to where the error was raised.
     """
     head = error.__traceback__
-    if head is not None and head.tb_frame.f_code is _DRIVE:
+    if head is not None and head.tb_frame.f_code in LOOP_CODES:
         error.__traceback__ = head.tb_next
     return error
 
@@ -544,7 +544,8 @@ def locate(error: BaseException, gen: Frame, task: Task) -> None:
     add_note(error, f"coflow: {where}")
 
 
-_DRIVE = Task.drive.__code__
+#: The code of the step loops: ``Task.drive``, and the reporting loop (``_reporting`` adds it).
+LOOP_CODES = {Task.drive.__code__}
 
 
 class Join:

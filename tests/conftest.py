@@ -60,6 +60,10 @@ if EXTERNAL is not None and EXTERNAL.real_time:
 HANG_LIMIT = float(os.environ.get("COFLOW_TEST_HANG_LIMIT", "120"))
 
 
+#: Run the suite with a no-op instrument installed process-wide, so that every runner it
+#: starts runs the reporting step loop (coflow/_reporting.py): the same behaviour, tested
+#: by the same tests as the plain loop.
+INSTRUMENTED = os.environ.get("COFLOW_TEST_INSTRUMENTED") == "1"
 _real_stderr: list[int] = []
 
 
@@ -71,6 +75,16 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     # Output capture is off while pytest configures: this copy of fd 2 is the terminal's.
     _real_stderr.append(os.dup(2))
+    if INSTRUMENTED:
+        coflow.add_instrument(coflow.Instrument())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if INSTRUMENTED:
+        skip = pytest.mark.skip(reason="checks the plain step loop; every runner is instrumented")
+        for item in items:
+            if item.get_closest_marker("plain_step_loop") is not None:
+                item.add_marker(skip)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

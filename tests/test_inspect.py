@@ -13,6 +13,7 @@ from coflow import HistoryRecorder, Ok, Supervisor
 from coflow.testing import lasting
 
 
+@pytest.mark.plain_step_loop
 def test_waiting_since_and_deadlines_are_exact(virtual_backend: Any) -> None:
     @coflow.flow(name="t-sleeper")
     def sleeper() -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -161,6 +162,29 @@ def test_a_failing_step(coflow_backend: Any, recorder: Recorder) -> None:
     ]
 
 
+def test_an_instrumented_failure_reads_like_nested_calls(
+    coflow_backend: Any, recorder: Recorder
+) -> None:
+    def explode(state: Any) -> Any:
+        raise ConnectionError("down")
+
+    def inner() -> Any:
+        yield coflow.wait(0.01)
+        yield coflow.set_state(explode)
+
+    def outer() -> Any:
+        yield inner()
+
+    runner = coflow.start(outer, backend=coflow_backend, name="nested")
+    with pytest.raises(coflow.FlowFailed) as excinfo:
+        runner.result(timeout=10)
+    reason = excinfo.value.__cause__
+    assert reason is not None
+    frames = [frame.name for frame in traceback.extract_tb(reason.__traceback__)]
+    assert "drive" not in frames  # neither step loop is part of the story
+    assert frames.index("outer") < frames.index("inner") < frames.index("explode")
+
+
 def test_a_stop_cancels_the_blocked_step(coflow_backend: Any, recorder: Recorder) -> None:
     def forever() -> Any:
         yield coflow.wait_until(lambda state: False)
@@ -303,6 +327,7 @@ def test_a_raising_hook_is_logged_and_removed(
     assert len(logged) == 1 and "Broken" in logged[0].getMessage()
 
 
+@pytest.mark.plain_step_loop
 def test_an_uninstrumented_runner_keeps_the_plain_step_loop() -> None:
     from coflow._scheduler import Task
 

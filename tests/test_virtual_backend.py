@@ -461,6 +461,7 @@ def _slotted(count: int, weakref: bool = False) -> object:
     return type("Slotted", (), {"__slots__": slots})()
 
 
+@pytest.mark.plain_step_loop
 def test_a_flow_blocked_in_wait_until_holds_a_runner_and_a_task_and_nothing_else() -> None:
     """What keeps 100,000 blocked flows small (docs/performance.md): no links, no frame stack."""
     backend = VirtualBackend()
