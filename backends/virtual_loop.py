@@ -16,10 +16,13 @@ The rules it keeps:
   the loop runs what is due then.
 - **Ties are FIFO.**  asyncio's timer heap compares handles by deadline alone,
   and ``heapq`` is not stable, so timers set for one instant could fire in any
-  order.  Here each timer carries a sequence number and sorts by
-  ``(deadline, sequence)``: timers due together fire in the order they were
-  set.  Ready callbacks are asyncio's FIFO queue, and a timer due now joins it
-  after the callbacks already ready.
+  order.  Here the timers are filed in coflow's own timer heap instead (the
+  one the event-loop backends share: distinct deadlines, compared as floats,
+  each with what is due then in the order it was set), and asyncio's heap
+  stays empty: timers due together fire in the order they were set, and no
+  comparison of two timers calls Python code.  They join asyncio's FIFO
+  ready queue where its iteration would take them from its own heap, after
+  the callbacks already ready.
 - **Executor work holds the clock.**  Each ``run_in_executor`` call (so each
   ``asyncio.to_thread``, and the asyncio backend's plain callables) counts
   from its submission until the loop has taken in its outcome, even if its
@@ -46,8 +49,6 @@ import asyncio
 import concurrent.futures
 import contextvars
 import functools
-import heapq
-import itertools
 import math
 import os
 import selectors
@@ -58,6 +59,7 @@ from contextvars import Context
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coflow._errors import Deadlock
+from coflow._event_loop import TimerHeap
 from coflow._validate import check_delay, check_time
 
 if TYPE_CHECKING:
@@ -134,7 +136,9 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         except (TypeError, ValueError):
             self._closed = True  # nothing was opened: the base class's __del__ has nothing to close
             raise
-        self._timer_sequence = itertools.count()
+        #: The loop's timers, filed here rather than on asyncio's heap (``_scheduled``, left
+        #: empty): distinct deadlines compared as floats, ties in the order set.
+        self._timers = TimerHeap()
         #: Executor calls (and the default executor's shutdown) whose end the loop has not taken
         #: in yet, each with what it is, for the message when one runs too long.
         self._holding: dict[object, str] = {}
@@ -168,8 +172,9 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             raise TypeError("when cannot be None")
         if self.is_closed():
             raise RuntimeError("Event loop is closed")
-        timer = _Timer(when, callback, args, self, context, next(self._timer_sequence))
-        heapq.heappush(self._scheduled, timer)
+        timer = _Timer(when, callback, args, self, context)
+        timer._scheduled = True  # type: ignore[attr-defined]  # filed: a cancel must unfile it
+        self._timers.add(when, timer)
         return timer
 
     def run_in_executor(
@@ -208,7 +213,24 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         finally:
             del self._holding[token]
 
+    def close(self) -> None:
+        super().close()
+        self._timers = TimerHeap()  # as asyncio's close clears its heap
+
     # -- internals -------------------------------------------------------------------
+
+    def _process_events(self, event_list: Any) -> None:
+        # Where asyncio's iteration takes the timers due from its heap, right after the I/O
+        # events: the same place in the iteration, from this loop's own timers.
+        super()._process_events(event_list)  # type: ignore[misc]
+        ready = self._ready  # type: ignore[attr-defined]
+        for _when, timer in self._timers.take_due(self._clock.now() + self._clock_resolution):
+            timer._scheduled = False
+            ready.append(timer)
+
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        if handle._scheduled:  # type: ignore[attr-defined]  # still filed
+            self._timers.discard(handle.when(), handle)
 
     def _release_soon(self, work: concurrent.futures.Future[Any]) -> None:
         """In the worker thread: once the loop has its outcome, ``work`` stops holding the clock."""
@@ -217,25 +239,21 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         except RuntimeError:  # the loop is closed: nothing waits for the work any more
             pass
 
-    def _when_idle(self, real: selectors.BaseSelector, timeout: float | None) -> _Events:
-        """What the selector does when no callback is ready and no descriptor is ready.
-
-        ``timeout`` is what asyncio asked for: ``None`` when no timer is set,
-        else the time to the next one.
-        """
+    def _when_idle(self, real: selectors.BaseSelector) -> _Events:
+        """What the selector does when no callback is ready and no descriptor is ready."""
         if self._holding:
             events = real.select(self.real_timeout)
             if not events:
                 raise TimeoutError(self._held_too_long())
             return events
-        if timeout is None:
+        deadline = self._timers.next_deadline()
+        if deadline is None:
             awaited = self._awaited_descriptors()
             if awaited:
                 events = real.select(self.real_timeout)
                 if events:
                     return events
             raise Deadlock(self._deadlock_message(awaited))
-        deadline = self._scheduled[0].when()
         if deadline > self._clock.now():
             self._clock.jump_to(deadline)
             self._keep_resolution()
@@ -294,41 +312,32 @@ def _settings(
 
 
 class _Timer(asyncio.TimerHandle):
-    """A timer that sorts by ``(deadline, sequence)``: timers due together fire in the order set."""
+    """A timer handle that is equal only to itself, as the timer heap files it.
 
-    __slots__ = ("order",)
+    asyncio's handles hash by deadline and compare by deadline, callback and
+    arguments: a thousand timers due at one instant would share one hash.
+    """
 
-    def __init__(
-        self,
-        when: float,
-        callback: Callable[..., object],
-        args: tuple[Any, ...],
-        loop: asyncio.AbstractEventLoop,
-        context: Context | None,
-        sequence: int,
-    ) -> None:
-        super().__init__(when, callback, args, loop, context)
-        self.order = (when, sequence)
-        self._scheduled = True  # on the loop's heap from its birth, as asyncio's call_at marks it
+    __slots__ = ()
+    __hash__ = object.__hash__
 
-    def __lt__(self, other: asyncio.TimerHandle) -> bool:  # heapq compares with < alone
-        if isinstance(other, _Timer):
-            return self.order < other.order
-        return NotImplemented
+    def __eq__(self, other: object) -> bool:
+        return self is other
 
 
 class _VirtualSelector(selectors.BaseSelector):
     """The loop's selector: it polls the real one, and leaves any waiting to ``when_idle``."""
 
-    def __init__(self, when_idle: Callable[[selectors.BaseSelector, float | None], _Events]):
+    def __init__(self, when_idle: Callable[[selectors.BaseSelector], _Events]):
         self._real = selectors.DefaultSelector()
         self._when_idle = when_idle
 
     def select(self, timeout: float | None = None) -> _Events:
+        # asyncio asks for 0 when a callback is ready, else for None: its own heap is empty.
         events = self._real.select(0)
         if events or timeout == 0:
             return events
-        return self._when_idle(self._real, timeout)
+        return self._when_idle(self._real)
 
     def register(self, fileobj: FileDescriptorLike, events: int, data: Any = None) -> Any:
         return self._real.register(fileobj, events, data)

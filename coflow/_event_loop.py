@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._backend import Backend
@@ -157,12 +157,26 @@ class TimerHeap:
             _heappop(deadlines)
         return deadlines[0] if deadlines else None
 
-    def move_due(self, now: float, ready: deque[Any]) -> None:
-        """Append everything due at ``now`` to ``ready``, in deadline order, ties as filed."""
+    def take_due(self, now: float) -> Iterator[tuple[float, Any]]:
+        """Take each entry due by ``now``, with its deadline: earliest first, ties as filed.
+
+        For a loop whose entries are its own (the virtual asyncio loop files
+        asyncio's timer handles); ``move_due`` takes timers and filed tasks.
+        """
         deadlines, due = self.deadlines, self.due
         while deadlines and deadlines[0] <= now:
             when = _heappop(deadlines)
-            queue_due(due.pop(when, None), when, ready)
+            found = due.pop(when, None)
+            if found.__class__ is dict:
+                for entry in found:
+                    yield when, entry
+            elif found is not None:
+                yield when, found
+
+    def move_due(self, now: float, ready: deque[Any]) -> None:
+        """Append everything due at ``now`` to ``ready``, in deadline order, ties as filed."""
+        for when, entry in self.take_due(now):
+            queue_entry(entry, when, ready)
 
     def run_virtual(self, horizon: float, ready: deque[Any]) -> bool:
         """Run what is due, deadline after deadline up to ``horizon``, while nothing is ready.

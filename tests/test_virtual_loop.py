@@ -142,6 +142,40 @@ def test_timers_due_at_one_instant_fire_in_the_order_they_were_set() -> None:
     assert run_virtual(main()) == [f"1:{i}" for i in range(20)] + [f"2:{i}" for i in range(20)]
 
 
+def test_equal_timers_at_one_instant_are_each_a_timer_of_their_own() -> None:
+    # asyncio's handles compare equal when deadline, callback and arguments are: each still
+    # fires once, and a cancel cancels that one alone.
+    async def main() -> list[tuple[float, str]]:
+        fired: list[tuple[float, str]] = []
+        loop = asyncio.get_running_loop()
+
+        def note(label: str) -> None:
+            fired.append((loop.time(), label))
+
+        handles = [loop.call_at(1.0, note, "tick") for _ in range(4)]
+        handles[1].cancel()
+        late = [loop.call_later(2.0, note, "tock") for _ in range(3)]
+        late[2].cancel()
+        await asyncio.sleep(3)
+        return fired
+
+    assert run_virtual(main()) == [(1.0, "tick")] * 3 + [(2.0, "tock")] * 2
+
+
+def test_many_timers_at_one_instant_are_filed_and_cancelled_one_by_one() -> None:
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        fired: list[int] = []
+        handles = [loop.call_at(5.0, fired.append, i) for i in range(5_000)]
+        for handle in handles[::2]:
+            handle.cancel()
+        await asyncio.sleep(6)
+        assert fired == list(range(1, 5_000, 2))
+        return len(fired)
+
+    assert run_virtual(main()) == 2_500
+
+
 def test_asyncios_own_loop_does_not_keep_that_order() -> None:
     # Why the virtual loop orders ties itself: asyncio's heap compares deadlines alone.
     loop = asyncio.new_event_loop()
