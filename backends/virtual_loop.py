@@ -173,7 +173,6 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         if self.is_closed():
             raise RuntimeError("Event loop is closed")
         timer = _Timer(when, callback, args, self, context)
-        timer._scheduled = True  # type: ignore[attr-defined]  # filed: a cancel must unfile it
         self._timers.add(when, timer)
         return timer
 
@@ -225,12 +224,12 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
         super()._process_events(event_list)  # type: ignore[misc]
         ready = self._ready  # type: ignore[attr-defined]
         for _when, timer in self._timers.take_due(self._clock.now() + self._clock_resolution):
-            timer._scheduled = False
             ready.append(timer)
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
-        if handle._scheduled:  # type: ignore[attr-defined]  # still filed
-            self._timers.discard(handle.when(), handle)
+        # Called by every cancel, filed or not: taking off a timer that is no longer on the
+        # heap (it is due, or ran) does nothing.
+        self._timers.discard(handle.when(), handle)
 
     def _release_soon(self, work: concurrent.futures.Future[Any]) -> None:
         """In the worker thread: once the loop has its outcome, ``work`` stops holding the clock."""
