@@ -172,4 +172,5 @@ def handle_call(task: Task, step: Call) -> Any:
             raise error
         return value
     task.waiting = ChildWait(task, child, step)
+    task.blocked_since_now()
     return SUSPEND

@@ -384,6 +384,7 @@ def _start_branches(join: Join, branches: list[Any], task: Task) -> Any:
         else:
             join.spawn(branch, task.view)
     task.waiting = join
+    task.blocked_since_now()
     return SUSPEND
 
 
@@ -472,6 +473,7 @@ def handle_timeout(task: Task, step: Timeout) -> Any:
     join.spawn(instantiate(step.step, "timeout", task), task.view)
     join.timer = task.runner.backend.call_later(step.seconds, join.expire)
     task.waiting = join
+    task.blocked_since_now()
     return SUSPEND
 
 
@@ -499,6 +501,7 @@ def handle_embed(task: Task, step: Embed) -> Any:
     join = Join(task)
     join.spawn(instantiate(step.flow, "embed", task), _Lens(task.view, step.get, step.put))
     task.waiting = join
+    task.blocked_since_now()
     return SUSPEND
 
 

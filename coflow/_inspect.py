@@ -9,8 +9,9 @@ those reads, never half-built.
 
 ``waiting_since`` is exact for a runner that reports to an instrument, for a
 ``wait`` on an event-loop backend (its deadline less its seconds), and for
-``wait_until``, ``receive`` and ``run`` work, which note when they block;
-else (a join, a child call, ``debounce``) it is None.
+``wait_until``, ``receive``, ``run`` work, a join of branches, a child call
+and a stop waiting for children, which note when they block; else (a
+``debounce``, whose start a signal moves, or a ``wait`` on asyncio) it is None.
 """
 
 from __future__ import annotations
@@ -220,12 +221,12 @@ def _waiting(task: Task, now: float) -> tuple[str | None, Waiting | None, float 
     if isinstance(waiting, Work):
         step = f"run({describe(waiting.fn)})"
         return step, Waiting("work", attempt=waiting.attempt), waiting.since
-    if isinstance(waiting, ChildWait):
-        return f"call({waiting.child.name})", Waiting("children"), since
-    if isinstance(waiting, Join):
-        return _JOINS.get(cls, "join"), Waiting("children"), since
-    if isinstance(waiting, Links):
-        return None, Waiting("children"), since
+    if isinstance(waiting, (ChildWait, Join, Links)):
+        noted = since if reported else deadline  # when it blocked (``Task.blocked_since_now``)
+        if isinstance(waiting, ChildWait):
+            return f"call({waiting.child.name})", Waiting("children"), noted
+        joined = _JOINS.get(cls, "join") if isinstance(waiting, Join) else None
+        return joined, Waiting("children"), noted
     return _short(waiting), Waiting(cls.__name__.lower()), since
 
 

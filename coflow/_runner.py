@@ -567,6 +567,7 @@ class Runner:
             return False
         links.parked = task
         task.waiting = links  # not None: the task is blocked, and nothing else can wake it
+        task.blocked_since_now()
         return True
 
     def _restart(self, reason: BaseException | None) -> None:

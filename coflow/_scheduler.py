@@ -193,8 +193,17 @@ class Task:
         #: What the task is blocked on (a step, a Join or a work waiter); None when ready.
         self.waiting: Waitable | None = None
         self.timer: Any = None
-        #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce.
+        #: When the task is due: the end of its ``wait`` filed on a timer heap, or of its debounce;
+        #: for a wait with no deadline of its own, when it began (``blocked_since_now``).
         self.deadline = 0.0
+
+    def blocked_since_now(self) -> None:
+        """Note when a wait with no deadline of its own began, for ``inspect()``'s "since when".
+
+        A ``wait_until``, a ``receive``, a join of branches and a child call keep it
+        in ``deadline``, which they have no other use for: no slot of its own.
+        """
+        self.deadline = self.runner.backend.now()
 
     @property
     def view(self) -> StateView:

@@ -59,7 +59,7 @@ def handle_receive(task: Task, step: Receive) -> Any:
 def _block(task: Task, step: WaitUntil | Receive, what: str) -> Any:
     """Suspend until a state change or a message wakes the task, or its timeout passes."""
     task.waiting = step
-    task.deadline = task.runner.backend.now()  # no deadline: when it blocked (``inspect``)
+    task.blocked_since_now()
     block(task.runner, task)
     if step.timeout is not None:
         timeout = step.timeout

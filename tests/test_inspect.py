@@ -126,6 +126,62 @@ def test_the_tree_of_calls_spawns_and_supervisors(virtual_backend: Any) -> None:
     runner.stop()
 
 
+def test_a_join_a_call_and_a_stop_waiting_for_children_say_since_when(
+    coflow_backend: Any, tolerance: float
+) -> None:
+    @coflow.flow(name="t-stubborn")
+    def stubborn() -> Any:
+        try:
+            yield coflow.wait(30.0)
+        finally:
+            yield coflow.wait(30.0)  # its cleanup holds its stopped parent
+
+    @coflow.flow(name="t-joining")
+    def joining() -> Any:
+        yield coflow.wait(0.1)
+        yield coflow.parallel([lasting(30.0, lambda state: Ok(1)), lasting(30.0, lambda _: Ok(2))])
+
+    @coflow.flow(name="t-calling")
+    def calling() -> Any:
+        yield coflow.wait(0.1)
+        yield coflow.call(stubborn)
+
+    @coflow.flow(name="t-stopped")
+    def stopped() -> Any:
+        yield coflow.spawn(stubborn)
+        yield coflow.wait(30.0)
+
+    began = coflow_backend.now()
+    runners = [coflow.start(flow, backend=coflow_backend) for flow in (joining, calling, stopped)]
+
+    def since(name: str) -> float | None:
+        found = coflow.inspect().find(name)
+        if not found or found[0].waiting is None or found[0].waiting.kind != "children":
+            return None
+        return found[0].waiting_since
+
+    def reach(seconds: float) -> None:
+        """Let the backend's clock reach ``began + seconds``: a flow that waits till then."""
+        pause = coflow.wait(max(0.0, began + seconds - coflow_backend.now()))
+        coflow.start(pause, backend=coflow_backend).result(timeout=5)
+
+    try:
+        reach(0.3)
+        runners[2].stop()
+        reach(0.4)
+        assert since("t-joining") == pytest.approx(began + 0.1, abs=tolerance or 1e-9)
+        assert since("t-calling") == pytest.approx(began + 0.1, abs=tolerance or 1e-9)
+        # the stop took effect at 0.3, and the parent waits for its child's cleanup since then
+        assert since("t-stopped") == pytest.approx(began + 0.3, abs=tolerance or 1e-9)
+        assert {info.name for info in coflow.stuck(0.2)} >= {"t-joining", "t-calling"}
+    finally:
+        for runner in runners:
+            runner.stop(grace=0)
+        for runner in runners:
+            with pytest.raises(coflow.FlowStopped):
+                runner.result(timeout=5)
+
+
 def test_a_snapshot_from_another_thread_while_flows_run() -> None:
     @coflow.flow(name="t-busy", initial_state=0)
     def busy() -> Any:
