@@ -40,7 +40,6 @@ _SHORT = reprlib.Repr()
 _SHORT.maxstring = 60
 _SHORT.maxother = 60
 _SHORT.maxlevel = 3
-_Frozen = TypeVar("_Frozen")
 #: The longest summary of a state or step.
 _LONGEST = 80
 
@@ -130,11 +129,12 @@ def _short(value: Any) -> str:
 
 
 def _plain(value: Any) -> bool:
-    """Whether the builtin ``repr`` of ``value``, cut at 80 characters, is what ``reprlib`` gives.
+    """Whether the builtin ``repr`` of ``value`` is bounded, so it can be its summary.
 
-    ``reprlib`` bounds only builtin containers, strings and ints, and those only
-    when they are big; anything else it shows by its ``repr``, cut.  It is ten
-    times slower than ``repr`` on the commonest state, a small dict.
+    ``reprlib`` bounds only builtin containers, strings and ints; anything else
+    it shows by its ``repr`` too.  A small dict, list or tuple of numbers and
+    short strings (the commonest state) is bounded as it is, and ``repr`` shows
+    it ten times faster than ``reprlib``.
     """
     cls = value.__class__
     if cls not in _BOUNDED:
@@ -153,7 +153,7 @@ def _atom(value: Any) -> bool:
         return len(value) <= _LONGEST
     if cls is int:
         return bool(-_BIG < value < _BIG)
-    return cls not in _BOUNDED
+    return cls is float or cls is bool or value is None
 
 
 #: What ``reprlib`` shows otherwise than by its builtin ``repr``, when it is big.
@@ -257,6 +257,9 @@ def _info(runner: Runner) -> RunnerInfo:
         children=(),
         supervisor=None if supervisor is None else id(supervisor),
     )
+
+
+_Frozen = TypeVar("_Frozen")
 
 
 def _made(cls: type[_Frozen], **fields: Any) -> _Frozen:
