@@ -200,8 +200,9 @@ class Task:
     def blocked_since_now(self) -> None:
         """Note when a wait with no deadline of its own began, for ``inspect()``'s "since when".
 
-        A ``wait_until``, a ``receive``, a join of branches and a child call keep it
-        in ``deadline``, which they have no other use for: no slot of its own.
+        A ``wait_until``, a ``receive``, a join of branches, a child call and a
+        stopped flow waiting for its children keep it in ``deadline``, which they
+        have no other use for: no slot of its own.
         """
         self.deadline = self.runner.backend.now()
 
